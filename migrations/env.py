@@ -1,0 +1,46 @@
+"""Alembic environment for runstore stores.
+
+runstore runs migrations itself (``runstore.migrate``) and hands over a connection that already
+holds the store's write lock. The ``alembic`` command line works too, for developers generating a
+revision: ``RUNSTORE_DB=/tmp/dev.db alembic revision --autogenerate -m "..."``.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+from runstore.schema import metadata
+
+
+def _include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
+    # Views are created by migrations with op.execute; reflection must not mistake them for tables.
+    return not (type_ == "table" and reflected and name in metadata.info.get("views", ()))
+
+
+def run_migrations(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=True,  # SQLite can only ALTER by copying tables
+        compare_type=True,
+        include_object=_include_object,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def main() -> None:
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        run_migrations(connection)
+        return
+    from runstore.engine import get_engine
+    from runstore.location import resolve_db
+
+    url = context.config.get_main_option("sqlalchemy.url") or resolve_db()
+    with get_engine(url).begin() as conn:
+        run_migrations(conn)
+
+
+main()

@@ -1,0 +1,26 @@
+"""runstore: run history for batch jobs, cron tasks and ETL steps, stored in SQL."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from runstore.logger import RunLogger
+    from runstore.store import Store
+
+__all__ = ["RunLogger", "Store", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # The CLI imports this package for --version; the database machinery loads on first use.
+    if name == "RunLogger":
+        from runstore.logger import RunLogger
+
+        return RunLogger
+    if name == "Store":
+        from runstore.store import Store
+
+        return Store
+    raise AttributeError(f"module 'runstore' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from runstore.cli import main
+
+main()

@@ -1,0 +1,63 @@
+"""Files appear whole or not at all: write a temporary file beside the target, then rename."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+from runstore.errors import RunstoreError
+
+
+class OutputError(RunstoreError):
+    """An output file cannot be written where it was asked for."""
+
+
+@contextmanager
+def atomic_text_file(path: str | os.PathLike[str], *, private: bool = False) -> Iterator[TextIO]:
+    """Yield a text file that replaces ``path`` only when the block ends without an exception.
+
+    ``private`` files are readable by their owner only; others get the usual umask mode.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"cannot write {target}: it is a directory")
+    try:
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or "."
+        )
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror}") from exc
+    tmp = Path(tmp_name)
+    try:
+        if not private:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 16) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def check_writable_dir(path: str | os.PathLike[str]) -> None:
+    """Fail early, before any work, when ``path`` could not be written later."""
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"cannot write {target}: it is a directory")
+    parent = target.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {target}: directory {parent} does not exist")
+    try:  # the only sure test (permissions, read-only mounts, quotas): make a file there
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror}") from exc
+    os.close(fd)
+    os.unlink(probe)

@@ -1,0 +1,56 @@
+"""Where the store lives: ``--db``, else ``RUNSTORE_DB``, else the per-user data directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_VAR = "RUNSTORE_DB"
+DEFAULT_FILE_NAME = "runstore.db"
+
+
+def default_db_path() -> Path:
+    from platformdirs import user_data_path
+
+    return user_data_path("runstore", appauthor=False) / DEFAULT_FILE_NAME
+
+
+def resolve_db(db: str | os.PathLike[str] | None = None) -> str:
+    """Return the store as a SQLAlchemy URL string."""
+    chosen = os.fspath(db) if db is not None else os.environ.get(ENV_VAR) or None
+    if chosen is None:
+        return sqlite_url(default_db_path())
+    if "://" in chosen:
+        return chosen
+    return sqlite_url(Path(chosen))
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path.expanduser().absolute()}"
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for other backends or in-memory stores."""
+    if not is_sqlite(url):
+        return None
+    rest = url.split("://", 1)[1]
+    if rest.startswith("/"):
+        rest = rest[1:]
+    rest = rest.split("?", 1)[0]
+    if rest in ("", ":memory:"):
+        return None
+    return Path(rest)
+
+
+def display(url: str) -> str:
+    """The store as a user would name it: a file path, or the URL without its password."""
+    path = sqlite_path(url)
+    if path is not None:
+        return str(path)
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,124 @@
+"""Bring a store to the schema this code writes: create it new, upgrade it, or refuse it.
+
+The common case, a store already at the current revision, costs one query and never imports
+Alembic. A new store is created through Alembic only (never ``create_all``), and an upgrade runs
+while holding the store's write lock, so two processes never migrate at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy.exc import DatabaseError, OperationalError
+
+from runstore.errors import SchemaTooNew, StoreError
+from runstore.schema import KNOWN_REVISIONS, SCHEMA_REVISION
+
+VERSION_TABLE = "alembic_version"
+PG_MIGRATION_LOCK = 0x72756E73  # "runs": the advisory lock key for migrations on PostgreSQL
+
+
+def migrations_dir() -> Path:
+    """The Alembic environment: inside the installed package, else the source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "migrations", here.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise StoreError("runstore's migrations are missing from this installation")
+
+
+def alembic_config(connection: Connection | None = None):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The store's schema revision; None for an empty database."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        if inspect(connection).get_table_names():
+            raise StoreError("the database holds other tables but is not a runstore store")
+        return None
+    return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+
+
+def ensure_schema(engine: Engine, where: str, sqlite_file: Path | None) -> None:
+    """Create or upgrade the store at ``engine``; raise StoreError if it cannot be used."""
+    try:
+        with engine.connect() as conn:
+            revision = current_revision(conn)
+    except DatabaseError as exc:
+        raise StoreError(f"{where} cannot be opened as a runstore store: {_reason(exc)}") from exc
+    if revision == SCHEMA_REVISION:
+        return
+    if revision is not None and revision not in KNOWN_REVISIONS:
+        raise SchemaTooNew(
+            f"{where} is at schema revision {revision}, newer than this runstore knows "
+            f"(up to {SCHEMA_REVISION}); upgrade runstore to use it"
+        )
+    try:
+        upgrade(engine, sqlite_file if revision is not None else None)
+    except OperationalError as exc:
+        raise StoreError(f"{where} cannot be migrated: {_reason(exc)}") from exc
+
+
+def upgrade(engine: Engine, backup_of: Path | None = None) -> None:
+    """Run Alembic to head under the write lock; back up an existing SQLite file first."""
+    from alembic import command
+
+    with engine.connect() as conn:
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            # Batch ALTERs copy and drop tables; with foreign keys on, dropping `runs` would
+            # cascade-delete every event. The pragma only takes effect outside a transaction.
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        with conn.begin():  # BEGIN IMMEDIATE on SQLite: the write lock, held to the end
+            if not sqlite:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK})
+            revision = current_revision(conn)  # another process may have migrated meanwhile
+            if revision == SCHEMA_REVISION:
+                return
+            if revision is not None and backup_of is not None:
+                backup_copy(backup_of, revision)
+            command.upgrade(alembic_config(conn), "head")
+            if sqlite:
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise StoreError(f"migration left {len(broken)} broken references; rolled back")
+        if sqlite:
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+
+
+def backup_copy(path: Path, revision: str) -> Path:
+    """Copy the SQLite file before an upgrade, as a consistent snapshot (SQLite's backup API)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.before-{SCHEMA_REVISION}-from-{revision}-{stamp}.bak")
+    sqlite_backup(path, target)
+    return target
+
+
+def sqlite_backup(source: Path, target: Path) -> None:
+    """Online backup: safe while other processes write; the copy is readable by its owner only."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    try:
+        dst = sqlite3.connect(target)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", exc)).splitlines()[0]

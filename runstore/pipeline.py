@@ -1,0 +1,130 @@
+"""The built-in line-processing job (the original exercise): one item per input line.
+
+Each good item becomes ``{"index", "item", "processed": true, "length", "line"}`` in the output
+JSON list and an ``item_processed`` event; a bad line becomes ``processed: false`` with its
+reason and an ``item_failed`` warning, and the run goes on. Input and output are streamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from runstore.atomic import OutputError, atomic_text_file, check_writable_dir
+from runstore.errors import InputError, RunstoreError
+from runstore.logger import RunLogger
+from runstore.schema import RunStatus
+from runstore.textinput import count_items, iter_items, open_input
+
+Progress = Callable[[int], None]
+
+
+def process_item(text: str) -> dict[str, Any]:
+    """The job's work on one item."""
+    return {"length": len(text)}
+
+
+def process_lines(
+    run: RunLogger,
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    *,
+    on_start: Callable[[int], Progress | None] | None = None,
+) -> dict[str, int]:
+    """Process ``input_path`` into ``output_path`` as part of ``run``; return the item counts.
+
+    Raises InputError (before any output is written) when the input cannot be read.
+    ``on_start(item_count)`` may return a progress callback, called with items done so far.
+    """
+    item_count = count_items(input_path)
+    run.log_event("processing_started", {"item_count": item_count, "input": os.fspath(input_path)})
+    progress = on_start(item_count) if on_start is not None else None
+    ok = failed = 0
+    f, encoding = open_input(input_path)
+    with f, atomic_text_file(output_path) as out:
+        out.write("[")
+        clock = time.perf_counter
+        for index, item in enumerate(iter_items(f, encoding)):
+            out.write("\n  " if index == 0 else ",\n  ")
+            if item.text is None:
+                failed += 1
+                record = {
+                    "index": index,
+                    "item": item.preview,
+                    "processed": False,
+                    "line": item.line,
+                    "error": item.error,
+                }
+                run.log_event(
+                    "item_failed",
+                    {"index": index, "line": item.line, "item": item.preview, "reason": item.error},
+                    level="warning",
+                    message=item.error,
+                )
+            else:
+                started = clock()
+                result = process_item(item.text)
+                elapsed_ms = round((clock() - started) * 1000, 3)
+                ok += 1
+                record = {
+                    "index": index,
+                    "item": item.text,
+                    "processed": True,
+                    "line": item.line,
+                    **result,
+                }
+                run.log_event(
+                    "item_processed",
+                    {"index": index, "item": item.text, **result, "duration_ms": elapsed_ms},
+                )
+            out.write(json.dumps(record, ensure_ascii=False))
+            if progress is not None and index % 1000 == 999:
+                progress(index + 1)
+        out.write("\n]\n" if ok + failed else "]\n")
+    if progress is not None:
+        progress(ok + failed)
+    run.log_event(
+        "processing_completed", {"results_count": ok + failed, "ok": ok, "failed": failed}
+    )
+    if ok + failed == 0:
+        run.log_warning("input has no items", input=os.fspath(input_path))
+    return {"total": ok + failed, "ok": ok, "failed": failed}
+
+
+def run_job(
+    *,
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    log_path: str | os.PathLike[str] | None,
+    run_id: str | None,
+    job: str,
+    db: str | os.PathLike[str] | None = None,
+    verbose: bool = False,
+    on_start: Callable[[int], Progress | None] | None = None,
+) -> tuple[dict[str, Any], RunstoreError | None]:
+    """``runstore run``: the line-processing job as one recorded run.
+
+    Returns the run's summary and, for a failed run, the problem that failed it. A duplicate run
+    id raises DuplicateRunId before anything is written.
+    """
+    from runstore.store import Store
+
+    store = Store.open(db)
+    run = RunLogger(job, run_id, store=store, log_path=log_path, verbose=verbose)
+    with run:
+        try:
+            if log_path is not None:
+                try:
+                    check_writable_dir(log_path)
+                except OutputError:
+                    run.log_path = None  # cannot be written: the store still holds the run
+                    raise
+            check_writable_dir(output_path)
+            process_lines(run, input_path, output_path, on_start=on_start)
+        except (InputError, OutputError) as problem:
+            run.log_error(str(problem), kind=type(problem).__name__)
+            return run.finish(RunStatus.FAILED, error_summary=str(problem)), problem
+    return run.finish(), None

@@ -1,0 +1,54 @@
+"""Facts about this process and machine that let a later reader tell whether a run is alive."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from functools import lru_cache
+
+BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+
+
+@lru_cache(maxsize=1)
+def hostname() -> str:
+    return socket.gethostname()
+
+
+@lru_cache(maxsize=1)
+def boot_id() -> str | None:
+    """Changes at every reboot, so a pid recorded before a reboot is never mistaken for alive."""
+    try:
+        with open(BOOT_ID_FILE, encoding="ascii") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot; tells a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    try:
+        return int(fields[19])  # field 22 of the whole line
+    except (IndexError, ValueError):
+        return None
+
+
+def username() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
+def current_cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:
+        return None

@@ -1,0 +1,76 @@
+"""The classic ``run_log.json``, regenerated from the rows: the file a run writes at its end and
+``runstore export`` are the same function, so they cannot disagree.
+
+The format is the original exercise's, as a superset: ``run_id``, ``status``, ``start_time``,
+``end_time``, ``duration_ms``, ``event_count``, ``error_count`` and ``events`` (each with
+``run_id``, ``timestamp``, ``event_type``, ``data``), plus runstore's own keys. Events are streamed
+from the store, one per line, so a run of millions of events is never held in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, TextIO
+
+from runstore.atomic import atomic_text_file
+from runstore.store import Store
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def run_header(run: dict[str, Any]) -> dict[str, Any]:
+    """The run-level keys of run_log.json, in a stable order."""
+    return {
+        "run_id": run["run_id"],
+        "job": run["job"],
+        "status": run["status"],
+        "start_time": iso(run["started_at"]),
+        "end_time": iso(run["finished_at"]),
+        "duration_ms": run["duration_ms"],
+        "event_count": run["event_count"],
+        "error_count": run["error_count"],
+        "warning_count": run["warning_count"],
+        "items": {
+            "total": run["items_total"],
+            "ok": run["items_ok"],
+            "failed": run["items_failed"],
+        },
+        "exit_code": run["exit_code"],
+        "error_summary": run["error_summary"],
+        "host": run["host"],
+        "command": run["command"],
+    }
+
+
+def event_lines(store: Store, run: dict[str, Any]) -> Iterator[str]:
+    """Each event as one compact JSON object; the stored data text is spliced in unparsed."""
+    prefix = '{"run_id": ' + json.dumps(run["run_id"])
+    for ev in store.iter_events(run["id"]):
+        yield (
+            f'{prefix}, "seq": {ev["seq"]}, "timestamp": "{ev["ts"].isoformat()}", '
+            f'"event_type": {json.dumps(ev["event_type"])}, "level": "{ev["level"]}", '
+            f'"message": {json.dumps(ev["message"])}, "data": {ev["data"] or "{}"}}}'
+        )
+
+
+def write_run_log(out: TextIO, store: Store, run: dict[str, Any]) -> None:
+    header = json.dumps(run_header(run), indent=2, ensure_ascii=False)
+    out.write(header[:-2])  # drop the closing "\n}" to append the events
+    out.write(',\n  "events": [')
+    first = True
+    for line in event_lines(store, run):
+        out.write("\n    " if first else ",\n    ")
+        out.write(line)
+        first = False
+    out.write("\n  ]\n}\n" if not first else "]\n}\n")
+
+
+def save_run_log(path: str | os.PathLike[str], store: Store, run: dict[str, Any]) -> None:
+    """Write run_log.json for ``run`` atomically, readable by its owner only."""
+    with atomic_text_file(path, private=True) as out:
+        write_run_log(out, store, run)

@@ -1,0 +1,161 @@
+"""The store's schema: tables, constraints, indexes and views. The one place that defines them.
+
+Migrations in ``migrations/versions`` are generated from this module, and a test fails when
+Alembic's autogenerate finds any difference between the two.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+# The Alembic revision this code writes; a store at any other revision is upgraded or refused.
+SCHEMA_REVISION = "0001"
+KNOWN_REVISIONS = ("0001",)
+
+
+class RunStatus(str, Enum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ABANDONED = "abandoned"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINISHED_STATUSES = tuple(s.value for s in RunStatus if s is not RunStatus.RUNNING)
+NOT_COMPLETED_STATUSES = ("failed", "cancelled", "abandoned")
+LEVELS = ("debug", "info", "warning", "error")
+
+# Every constraint gets a name: Alembic needs names to alter constraints on SQLite.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def sqlite_timestamp(moment: datetime) -> str:
+    """A UTC time as SQLite stores it: sortable text that SQLite's date functions understand."""
+    return moment.astimezone(timezone.utc).strftime(SQLITE_TIME_FORMAT)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python; UTC text on SQLite, timestamptz on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("runstore stores aware datetimes only")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+# SQLite needs INTEGER (not BIGINT) for a rowid alias; PostgreSQL gets a 64-bit key.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+_status_list = ", ".join(f"'{s.value}'" for s in RunStatus)
+_level_list = ", ".join(f"'{level}'" for level in LEVELS)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("job", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime()),
+    Column("duration_ms", BigInteger),
+    Column("exit_code", Integer),
+    Column("signal", Integer),
+    Column("error_summary", String(500)),
+    Column("event_count", Integer, nullable=False, server_default=text("0")),
+    Column("warning_count", Integer, nullable=False, server_default=text("0")),
+    Column("error_count", Integer, nullable=False, server_default=text("0")),
+    Column("items_total", Integer, nullable=False, server_default=text("0")),
+    Column("items_ok", Integer, nullable=False, server_default=text("0")),
+    Column("items_failed", Integer, nullable=False, server_default=text("0")),
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("process_start", BigInteger),  # clock ticks since boot: tells a reused pid apart
+    Column("boot_id", String(64)),
+    Column("username", String(255)),
+    Column("cwd", Text),
+    Column("command", Text),  # argv, shell-quoted, secrets redacted
+    Column("runstore_version", String(32)),
+    Column("heartbeat_at", UtcDateTime()),
+    Column("max_rss_kb", BigInteger),
+    Column("cpu_user_ms", BigInteger),
+    Column("cpu_system_ms", BigInteger),
+    UniqueConstraint("run_id"),
+    CheckConstraint(f"status IN ({_status_list})", name="status"),
+)
+
+# Each index serves a named query.
+Index("ix_runs_started_at", runs.c.started_at)  # history, newest first
+Index("ix_runs_status_started_at", runs.c.status, runs.c.started_at)  # history --failed
+Index("ix_runs_job_started_at", runs.c.job, runs.c.started_at)  # history --job, check
+Index("ix_runs_job_duration_ms", runs.c.job, runs.c.duration_ms)  # stats percentiles
+Index(  # the reaper: only live rows
+    "ix_runs_running",
+    runs.c.host,
+    sqlite_where=runs.c.status == "running",
+    postgresql_where=runs.c.status == "running",
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_pk", Id, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("ts", UtcDateTime(), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("level", String(8), nullable=False),
+    Column("message", Text),
+    Column("data", JSON),
+    UniqueConstraint("run_pk", "seq"),  # also the index for a run's timeline
+    CheckConstraint(f"level IN ({_level_list})", name="level"),
+)

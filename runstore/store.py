@@ -1,0 +1,286 @@
+"""The store: opening a database, and every write and read of runs and events.
+
+Nothing here knows about terminals or Typer. Writes go through ``Store.write``, which begins the
+transaction IMMEDIATE on SQLite and retries when the database stays locked past the busy wait.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, Text, cast, func, insert, select, update
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
+
+from runstore import engine as engines
+from runstore.errors import AmbiguousRunId, DuplicateRunId, RunNotFound, StoreError
+from runstore.location import display, resolve_db, sqlite_path
+from runstore.migrate import ensure_schema
+from runstore.schema import events, runs, sqlite_timestamp
+
+T = TypeVar("T")
+
+# One event as the hot path hands it over: (timestamp, event_type, level, message, data as JSON).
+EventRow = tuple[datetime, str, str, "str | None", "str | None"]
+
+
+@dataclass
+class CounterDeltas:
+    """What a batch of events adds to its run's counters."""
+
+    events: int = 0
+    warnings: int = 0
+    errors: int = 0
+    items_ok: int = 0
+    items_failed: int = 0
+
+
+class Store:
+    """A run store at one database URL."""
+
+    def __init__(self, url: str, engine: Engine) -> None:
+        self.url = url
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.path = sqlite_path(url)
+        self.where = display(url)
+        placeholder = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        self._insert_events_sql = (
+            "INSERT INTO events (run_pk, seq, ts, event_type, level, message, data) "
+            f"VALUES ({', '.join([placeholder] * 7)})"
+        )
+        self._db_time: Callable[[datetime], Any] = (
+            sqlite_timestamp if self.dialect == "sqlite" else _identity
+        )
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, db: str | os.PathLike[str] | None = None) -> Store:
+        """Open (creating or upgrading as needed) the store named by ``db``/RUNSTORE_DB/default."""
+        url = resolve_db(db)
+        path = sqlite_path(url)
+        if path is not None:
+            _prepare_sqlite_file(path)
+        store = cls(url, engines.get_engine(url))
+        if path is not None:
+            store._ensure_wal()
+        ensure_schema(store.engine, store.where, path)
+        return store
+
+    def _ensure_wal(self) -> None:
+        # WAL is a property of the file: set once at creation, checked (and mended) on open.
+        try:
+            with self.engine.connect() as conn:
+                raw = conn.connection.driver_connection
+                mode = raw.execute("PRAGMA journal_mode").fetchone()[0]  # type: ignore[union-attr]
+                if mode.lower() != "wal":
+                    raw.execute("PRAGMA journal_mode=WAL")  # type: ignore[union-attr]
+        except DatabaseError as exc:
+            reason = _reason(exc)
+            if "readonly" in reason.replace(" ", "") or "read-only" in reason:
+                return  # a read-only store can still be read
+            raise StoreError(
+                f"{self.where} cannot be opened as a runstore store: {reason}"
+            ) from exc
+
+    # -- transactions ----------------------------------------------------------------------------
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one short write transaction, retrying while the database is locked."""
+
+        def attempt() -> T:
+            with self.engine.begin() as conn:
+                return work(conn)
+
+        try:
+            return engines.retry_locked(attempt)
+        except OperationalError as exc:
+            raise StoreError(f"cannot write to {self.where}: {_reason(exc)}") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for reading; its transaction never takes the write lock."""
+        with self.engine.connect() as conn:
+            yield conn.execution_options(**{engines.READ_ONLY: True})
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def create_run(self, values: dict[str, Any]) -> int:
+        """Insert a run row; refuse a run id that is already taken. Returns the run's key."""
+
+        def work(conn: Connection) -> int:
+            taken = conn.execute(select(runs.c.id).where(runs.c.run_id == values["run_id"]))
+            if taken.first() is not None:
+                raise DuplicateRunId(values["run_id"])
+            key = conn.execute(insert(runs).values(**values)).inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+        try:
+            return self.write(work)
+        except IntegrityError as exc:  # lost a race with another process taking the same id
+            raise DuplicateRunId(values["run_id"]) from exc
+
+    def run_id_taken(self, run_id: str) -> bool:
+        with self.read() as conn:
+            return (
+                conn.execute(select(runs.c.id).where(runs.c.run_id == run_id)).first() is not None
+            )
+
+    def append_events(
+        self,
+        run_pk: int,
+        rows: Sequence[EventRow],
+        deltas: CounterDeltas,
+        heartbeat_at: datetime,
+    ) -> None:
+        """Add events to a run and its counters in one transaction.
+
+        Sequence numbers are allocated by bumping the run's event count, so other processes
+        appending to the same run (``runstore event``) interleave without gaps or clashes.
+        """
+        if not rows:
+            return
+        db_time = self._db_time
+
+        def work(conn: Connection) -> None:
+            last = conn.execute(
+                update(runs)
+                .where(runs.c.id == run_pk)
+                .values(
+                    event_count=runs.c.event_count + len(rows),
+                    warning_count=runs.c.warning_count + deltas.warnings,
+                    error_count=runs.c.error_count + deltas.errors,
+                    items_ok=runs.c.items_ok + deltas.items_ok,
+                    items_failed=runs.c.items_failed + deltas.items_failed,
+                    items_total=runs.c.items_total + deltas.items_ok + deltas.items_failed,
+                    heartbeat_at=heartbeat_at,
+                )
+                .returning(runs.c.event_count)
+            ).scalar_one()
+            first = last - len(rows) + 1
+            conn.exec_driver_sql(
+                self._insert_events_sql,
+                [
+                    (run_pk, first + i, db_time(ts), etype, level, message, data)
+                    for i, (ts, etype, level, message, data) in enumerate(rows)
+                ],
+            )
+
+        self.write(work)
+
+    def finish_run(self, run_pk: int, values: dict[str, Any]) -> None:
+        """Record a run's end. A run already finished by someone else keeps its status."""
+
+        def work(conn: Connection) -> None:
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == run_pk, runs.c.status.in_(("running", "abandoned")))
+                .values(**values)
+            )
+
+        self.write(work)
+
+    def update_run(self, run_pk: int, values: dict[str, Any]) -> None:
+        self.write(
+            lambda conn: conn.execute(update(runs).where(runs.c.id == run_pk).values(**values))
+        )
+
+    def get_run(self, run_pk: int) -> dict[str, Any]:
+        with self.read() as conn:
+            row = conn.execute(select(runs).where(runs.c.id == run_pk)).mappings().first()
+        if row is None:
+            raise RunNotFound(str(run_pk))
+        return dict(row)
+
+    def find_run(self, ref: str) -> dict[str, Any]:
+        """A run by its exact id, else by a unique prefix of it."""
+        with self.read() as conn:
+            row = conn.execute(select(runs).where(runs.c.run_id == ref)).mappings().first()
+            if row is not None:
+                return dict(row)
+            escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            matches = (
+                conn.execute(
+                    select(runs)
+                    .where(runs.c.run_id.like(escaped + "%", escape="\\"))
+                    .order_by(runs.c.started_at.desc())
+                    .limit(51)
+                )
+                .mappings()
+                .all()
+            )
+        if not matches:
+            raise RunNotFound(ref)
+        if len(matches) > 1:
+            raise AmbiguousRunId(ref, [m["run_id"] for m in matches])
+        return dict(matches[0])
+
+    def iter_events(self, run_pk: int, batch_size: int = 2000) -> Iterator[dict[str, Any]]:
+        """A run's events in order, streamed; ``data`` is the stored JSON text (or None)."""
+        query = (
+            select(
+                events.c.seq,
+                events.c.ts,
+                events.c.event_type,
+                events.c.level,
+                events.c.message,
+                cast(events.c.data, Text).label("data"),
+            )
+            .where(events.c.run_pk == run_pk)
+            .order_by(events.c.seq)
+        )
+        with self.read() as conn:
+            result = conn.execution_options(yield_per=batch_size).execute(query)
+            for row in result.mappings():
+                yield dict(row)
+
+    def count_runs(self) -> int:
+        with self.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(runs)).scalar_one())
+
+
+def _identity(value: T) -> T:
+    return value
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", exc)).splitlines()[0]
+
+
+def _prepare_sqlite_file(path: Path) -> None:
+    """Create a missing store file (and its directory) readable by its owner only."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a directory, not a store file")
+    if path.exists():
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+    except FileExistsError:
+        return  # another process created it first
+    except OSError as exc:
+        raise StoreError(f"cannot create the store at {path}: {exc.strerror}") from exc
+
+
+def schema_state(db: str | os.PathLike[str] | None = None) -> tuple[str | None, str]:
+    """(the store's schema revision or None, the revision this code writes), changing nothing."""
+    from runstore.migrate import current_revision
+    from runstore.schema import SCHEMA_REVISION
+
+    url = resolve_db(db)
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return None, SCHEMA_REVISION
+    try:
+        with engines.get_engine(url).connect() as conn:
+            return current_revision(conn), SCHEMA_REVISION
+    except DatabaseError as exc:
+        raise StoreError(f"{display(url)} cannot be read: {_reason(exc)}") from exc
