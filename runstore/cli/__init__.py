@@ -12,14 +12,9 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Entry point: every failure is one ``Error:`` line and an exit code, never a traceback."""
-    from runstore.errors import RunstoreError
-
+    """Entry point of the ``runstore`` command."""
     try:
         app()
-    except RunstoreError as exc:
-        error(str(exc))
-        sys.exit(exc.exit_code)
     except BrokenPipeError:
         # `runstore history | head`: the reader left; that is not an error.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -28,13 +23,3 @@ def main() -> None:
     except KeyboardInterrupt:
         error("interrupted")
         sys.exit(130)
-    except Exception as exc:
-        if os.environ.get("RUNSTORE_DEBUG"):
-            raise
-        error(f"{_describe(exc)} (set RUNSTORE_DEBUG=1 to see the traceback)")
-        sys.exit(1)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

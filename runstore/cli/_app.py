@@ -6,14 +6,42 @@ loads inside the command that needs it, so ``--help`` and ``--version`` stay fas
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 from runstore import __version__
+from runstore.errors import RunstoreError
+
+
+class _Group(TyperGroup):
+    """Turns every failure inside a command into one ``Error:`` line and an exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RunstoreError as exc:
+            error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:
+            raise  # the reader of our output left; main() ends quietly
+        except Exception as exc:
+            if type(exc).__module__.startswith("typer") or os.environ.get("RUNSTORE_DEBUG"):
+                raise  # Typer's own exits and usage errors, or a developer asking for details
+            error(f"{describe(exc)} (set RUNSTORE_DEBUG=1 to see the traceback)")
+            raise typer.Exit(1) from None
+
+
+def describe(exc: BaseException) -> str:
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
 
 app = typer.Typer(
+    cls=_Group,
     name="runstore",
     help="Run history for batch jobs, cron tasks and ETL steps, stored in SQL.",
     no_args_is_help=True,

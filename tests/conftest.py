@@ -1,0 +1,100 @@
+"""Shared fixtures: a real store per test, on SQLite and (when a server is given) PostgreSQL.
+
+PostgreSQL tests run when RUNSTORE_TEST_POSTGRES_URL names a server
+(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test); each test gets a database of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from runstore import engine as engines
+from runstore.cli import app
+
+POSTGRES_URL = os.environ.get("RUNSTORE_TEST_POSTGRES_URL")
+NO_POSTGRES = "PostgreSQL tests need RUNSTORE_TEST_POSTGRES_URL (a server to create databases on)"
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_INPUT = REPO / "data" / "sample_input.txt"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No test touches the user's real store or inherits a run to attach to."""
+    monkeypatch.setenv("RUNSTORE_DB", str(tmp_path / "default-store.db"))
+    monkeypatch.delenv("RUNSTORE_RUN_ID", raising=False)
+    yield
+    engines.dispose_all()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> str:
+    return str(tmp_path / "store.db")
+
+
+def _postgres_database() -> Iterator[str]:
+    if not POSTGRES_URL:
+        pytest.skip(NO_POSTGRES)
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"runstore_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        engines.dispose_all()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_db() -> Iterator[str]:
+    yield from _postgres_database()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh store on each backend: a SQLite file path, or a PostgreSQL URL."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "store.db")
+    else:
+        yield from _postgres_database()
+
+
+class Cli:
+    """Runs ``runstore`` in-process against one store, the way a user types it."""
+
+    def __init__(self, db: str) -> None:
+        self.db = db
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None):
+        env = {"RUNSTORE_DB": self.db, **(env or {})}
+        return self.runner.invoke(app, list(args), input=input, env=env)
+
+    def json(self, *args: str) -> Any:
+        result = self(*args, "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def cli(db: str) -> Cli:
+    return Cli(db)
+
+
+@pytest.fixture
+def sqlite_cli(sqlite_db: str) -> Cli:
+    return Cli(sqlite_db)
