@@ -70,6 +70,15 @@ def write_run_log(out: TextIO, store: Store, run: dict[str, Any]) -> None:
     out.write("\n  ]\n}\n" if not first else "]\n}\n")
 
 
+def write_run_log_line(out: TextIO, store: Store, run: dict[str, Any]) -> None:
+    """The same document on one line: the ``export --jsonl`` form."""
+    header = json.dumps(run_header(run), ensure_ascii=False)
+    out.write(header[:-1])
+    out.write(', "events": [')
+    out.write(", ".join(event_lines(store, run)))
+    out.write("]}\n")
+
+
 def save_run_log(path: str | os.PathLike[str], store: Store, run: dict[str, Any]) -> None:
     """Write run_log.json for ``run`` atomically, readable by its owner only."""
     with atomic_text_file(path, private=True) as out:

@@ -30,8 +30,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 # The Alembic revision this code writes; a store at any other revision is upgraded or refused.
-SCHEMA_REVISION = "0001"
-KNOWN_REVISIONS = ("0001",)
+SCHEMA_REVISION = "0002"
+KNOWN_REVISIONS = ("0001", "0002")
 
 
 class RunStatus(str, Enum):
@@ -159,3 +159,51 @@ events = Table(
     UniqueConstraint("run_pk", "seq"),  # also the index for a run's timeline
     CheckConstraint(f"level IN ({_level_list})", name="level"),
 )
+
+# Documented views: part of the public contract for ad hoc SQL. Migrations create them from
+# these definitions (copied into the revision, so history stays fixed); changing one means a new
+# revision that drops and recreates it. Portable SQL: the same text runs on SQLite and PostgreSQL.
+VIEWS: dict[str, str] = {
+    "run_summary": """
+SELECT
+    r.run_id,
+    r.job,
+    r.status,
+    r.started_at,
+    r.finished_at,
+    r.duration_ms,
+    ROUND(r.duration_ms * 1.0 / 1000, 3) AS duration_s,
+    r.exit_code,
+    r.items_total,
+    r.items_ok,
+    r.items_failed,
+    r.warning_count,
+    r.error_count,
+    r.event_count,
+    r.error_summary,
+    r.host,
+    r.username,
+    r.command
+FROM runs AS r
+""",
+    "job_stats": """
+SELECT
+    r.job,
+    COUNT(*) AS runs,
+    SUM(CASE WHEN r.status = 'completed' THEN 1 ELSE 0 END) AS completed,
+    SUM(CASE WHEN r.status IN ('failed', 'cancelled', 'abandoned') THEN 1 ELSE 0 END) AS failed,
+    SUM(CASE WHEN r.status = 'running' THEN 1 ELSE 0 END) AS running,
+    ROUND(
+        SUM(CASE WHEN r.status IN ('failed', 'cancelled', 'abandoned') THEN 1.0 ELSE 0 END)
+        / NULLIF(SUM(CASE WHEN r.status <> 'running' THEN 1 ELSE 0 END), 0),
+        4
+    ) AS failure_rate,
+    ROUND(AVG(r.duration_ms)) AS avg_duration_ms,
+    MAX(r.duration_ms) AS max_duration_ms,
+    MIN(r.started_at) AS first_started_at,
+    MAX(r.started_at) AS last_started_at
+FROM runs AS r
+GROUP BY r.job
+""",
+}
+metadata.info["views"] = tuple(VIEWS)

@@ -1,0 +1,408 @@
+"""The questions: ``history``, ``show``, ``stats``, ``check``, ``export``, ``sql``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from runstore.cli._app import DbOption, app, fail
+from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption
+
+if TYPE_CHECKING:
+    from runstore.store import Store
+
+HISTORY_COLUMNS = [
+    Column("run_id", "RUN"),
+    Column("job", "JOB"),
+    Column("status", "STATUS"),
+    Column("started_at", "STARTED", "time"),
+    Column("duration_ms", "DURATION", "duration"),
+    Column("items", "ITEMS", "number"),
+    Column("warnings_errors", "WARN/ERR", "number"),
+    Column("exit_code", "EXIT", "number"),
+]
+MACHINE_HISTORY_COLUMNS = [
+    Column(key, key)
+    for key in (
+        "run_id", "job", "status", "started_at", "finished_at", "duration_ms", "items_total",
+        "items_ok", "items_failed", "warning_count", "error_count", "exit_code", "error_summary",
+        "host",
+    )
+]  # fmt: skip
+
+
+def open_store(db: str | None) -> Store:
+    from runstore.store import Store
+
+    return Store.open(db)
+
+
+def _for_display(row: dict[str, Any]) -> dict[str, Any]:
+    from runstore.timefilters import humane_age
+
+    shown = dict(row)
+    shown["items"] = (
+        f"{row['items_ok']}/{row['items_total']}" if row["items_failed"] else row["items_total"]
+    )
+    shown["warnings_errors"] = f"{row['warning_count']}/{row['error_count']}"
+    if row["status"] == "running":
+        shown["duration_ms"] = None
+        shown["status"] = f"running {humane_age(row['started_at'])}"
+    return shown
+
+
+@app.command()
+def history(
+    failed: Annotated[
+        bool,
+        typer.Option(
+            "--failed", help="Only runs that did not complete (failed, cancelled, abandoned)."
+        ),
+    ] = False,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only these statuses, comma-separated.")
+    ] = None,
+    job: Annotated[
+        list[str] | None, typer.Option("--job", "-j", help="Only this job (repeatable).")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Started at or after: 30m, 12h, 7d, 2w, today, yesterday, or an ISO date/time.",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Started before (same forms).")
+    ] = None,
+    min_duration: Annotated[
+        str | None, typer.Option("--min-duration", help="Took at least: 5s, 2m, 1h.")
+    ] = None,
+    max_duration: Annotated[
+        str | None, typer.Option("--max-duration", help="Took at most: 5s, 2m, 1h.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=0, help="At most this many runs.")
+    ] = 20,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many first.")] = 0,
+    as_json: JsonOption = False,
+    as_jsonl: JsonlOption = False,
+    as_csv: CsvOption = False,
+    db: DbOption = None,
+) -> None:
+    """List runs, newest first.
+
+    Examples: `runstore history --failed --since 7d`, `runstore history --job backup --json`
+    """
+    from runstore.cli.output import Format, choose_format, emit
+    from runstore.queries import HistoryFilter, parse_statuses
+    from runstore.queries import history as query_history
+    from runstore.schema import NOT_COMPLETED_STATUSES
+    from runstore.timefilters import parse_duration, parse_when
+
+    fmt = choose_format(as_json, as_jsonl, as_csv)
+    statuses = parse_statuses(status) if status else []
+    if failed:
+        statuses = (
+            [s for s in statuses if s in NOT_COMPLETED_STATUSES]
+            if statuses
+            else list(NOT_COMPLETED_STATUSES)
+        )
+        if not statuses:
+            statuses = ["none"]
+    flt = HistoryFilter(
+        statuses=statuses if statuses != ["none"] else [],
+        jobs=job or [],
+        since=parse_when(since, "--since") if since else None,
+        until=parse_when(until, "--until") if until else None,
+        min_duration_ms=int(parse_duration(min_duration, "--min-duration") * 1000)
+        if min_duration
+        else None,
+        max_duration_ms=int(parse_duration(max_duration, "--max-duration") * 1000)
+        if max_duration
+        else None,
+        limit=limit,
+        offset=offset,
+    )
+    rows = [] if statuses == ["none"] else query_history(open_store(db), flt)
+    if fmt in (Format.TABLE, Format.TEXT):
+        if not rows and fmt is Format.TABLE:
+            print("no runs match", file=sys.stderr)
+            return
+        emit((_for_display(r) for r in rows), HISTORY_COLUMNS, fmt)
+    else:
+        emit(rows, MACHINE_HISTORY_COLUMNS, fmt)
+
+
+EVENT_COLUMNS = [
+    Column("seq", "SEQ", "number"),
+    Column("ts", "TIME", "time"),
+    Column("level", "LEVEL"),
+    Column("event_type", "TYPE"),
+    Column("message", "MESSAGE"),
+    Column("data", "DATA"),
+]
+RUN_KINDS = {"started_at": "time", "finished_at": "time", "heartbeat_at": "time",
+             "duration_ms": "duration"}  # fmt: skip
+HIDDEN_RUN_FIELDS = ("id",)
+
+
+@app.command()
+def show(
+    run: Annotated[
+        str | None, typer.Argument(help="Run id, or a unique prefix of one.", show_default=False)
+    ] = None,
+    last: Annotated[bool, typer.Option("--last", help="Show the newest run.")] = False,
+    level: Annotated[
+        str | None,
+        typer.Option(
+            "--level", help="Only events at this level or above: debug, info, warning, error."
+        ),
+    ] = None,
+    event_type: Annotated[
+        list[str] | None,
+        typer.Option("--type", "-t", help="Only events of this type (repeatable)."),
+    ] = None,
+    tail: Annotated[
+        int | None, typer.Option("--tail", min=1, help="Only the last N events.")
+    ] = None,
+    as_json: JsonOption = False,
+    as_jsonl: JsonlOption = False,
+    as_csv: CsvOption = False,
+    db: DbOption = None,
+) -> None:
+    """Show one run: its fields, then its events as a timeline.
+
+    Example: `runstore show 20261128-0301 --level warning`
+    """
+    import json
+
+    from runstore.cli.output import Format, choose_format, emit, emit_record, raw_value
+    from runstore.queries import HistoryFilter, run_events
+    from runstore.queries import history as query_history
+
+    fmt = choose_format(as_json, as_jsonl, as_csv)
+    store = open_store(db)
+    if (run is None) == (not last):
+        fail("give a run id (or prefix), or --last", 2)
+    if run is None:
+        newest = query_history(store, HistoryFilter(limit=1))
+        if not newest:
+            fail("the store has no runs yet")
+        run = newest[0]["run_id"]
+    record = store.find_run(run)
+    evs = run_events(store, record["id"], min_level=level, types=event_type or [], tail=tail)
+    fields = {k: v for k, v in record.items() if k not in HIDDEN_RUN_FIELDS}
+    if fmt is Format.JSON:
+        doc = {k: raw_value(v) for k, v in fields.items()}
+        doc["events"] = [{k: raw_value(v) for k, v in e.items()} for e in evs]
+        print(json.dumps(doc, default=str, indent=2))
+        return
+    if fmt in (Format.JSONL, Format.CSV):
+        emit(evs, [Column(c.key, c.key) for c in EVENT_COLUMNS], fmt)
+        return
+    if record["status"] == "running":
+        from runstore.timefilters import humane_age
+
+        fields["status"] = f"running (for {humane_age(record['started_at'])})"
+    emit_record({k: v for k, v in fields.items() if v is not None}, fmt, RUN_KINDS)
+    print()
+    emit(evs, EVENT_COLUMNS, fmt)
+
+
+STATS_COLUMNS = [
+    Column("job", "JOB"),
+    Column("runs", "RUNS", "number"),
+    Column("completed", "OK", "number"),
+    Column("failed", "FAILED", "number"),
+    Column("failure_rate_pct", "FAIL%", "number"),
+    Column("p50_ms", "P50", "duration"),
+    Column("p95_ms", "P95", "duration"),
+    Column("max_ms", "MAX", "duration"),
+    Column("last_status", "LAST"),
+    Column("last_started_at", "LAST RUN", "time"),
+    Column("failure_streak", "STREAK", "number"),
+    Column("last_success_at", "LAST SUCCESS", "time"),
+]
+MACHINE_STATS_COLUMNS = [
+    Column(key, key)
+    for key in (
+        "job", "runs", "completed", "failed", "running", "failure_rate", "p50_ms", "p95_ms",
+        "max_ms", "last_status", "last_started_at", "failure_streak", "last_success_at",
+    )
+]  # fmt: skip
+
+
+@app.command()
+def stats(
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Only runs started since (30m, 7d, an ISO date...). Default: all."
+        ),
+    ] = None,
+    job: Annotated[list[str] | None, typer.Option("--job", "-j", help="Only this job.")] = None,
+    as_json: JsonOption = False,
+    as_jsonl: JsonlOption = False,
+    as_csv: CsvOption = False,
+    db: DbOption = None,
+) -> None:
+    """Per job: runs, failures, failure rate, p50/p95/max duration, last run, failure streak.
+
+    Example: `runstore stats --since 30d`
+    """
+    from runstore.cli.output import Format, choose_format, emit
+    from runstore.queries import stats as query_stats
+    from runstore.timefilters import parse_when
+
+    fmt = choose_format(as_json, as_jsonl, as_csv)
+    window = parse_when(since, "--since") if since else None
+    rows = query_stats(open_store(db), since=window, jobs=job or [])
+    if fmt in (Format.TABLE, Format.TEXT):
+        for row in rows:
+            rate = row["failure_rate"]
+            row["failure_rate_pct"] = f"{rate * 100:.1f}" if rate is not None else ""
+        if not rows and fmt is Format.TABLE:
+            print("no runs match", file=sys.stderr)
+            return
+        emit(rows, STATS_COLUMNS, fmt)
+    else:
+        emit(rows, MACHINE_STATS_COLUMNS, fmt)
+
+
+@app.command()
+def check(
+    job: Annotated[str, typer.Argument(help="The job to check.")],
+    max_age: Annotated[
+        str | None,
+        typer.Option("--max-age", help="Fail when the last success finished longer ago: 26h, 7d."),
+    ] = None,
+    max_duration: Annotated[
+        str | None,
+        typer.Option("--max-duration", help="Fail when a run has been running longer: 10m."),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print nothing when healthy.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Exit 0 when JOB's last run completed in time; else exit 1 with the reason on one line.
+
+    For cron monitors and shell: `runstore check nightly-backup --max-age 26h && echo healthy`
+    """
+    from runstore.queries import check_job
+    from runstore.timefilters import parse_duration
+
+    result = check_job(
+        open_store(db),
+        job,
+        max_age_s=parse_duration(max_age, "--max-age") if max_age else None,
+        max_duration_s=parse_duration(max_duration, "--max-duration") if max_duration else None,
+    )
+    if not result.ok:
+        fail(result.reason, 1)
+    if not quiet:
+        print(f"ok: {result.reason}")
+
+
+@app.command()
+def export(
+    run: Annotated[
+        str | None,
+        typer.Argument(help="Run id or unique prefix. Omit to export many with --since."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here (atomically), not to stdout.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Export every run started since (7d, ...).")
+    ] = None,
+    job: Annotated[list[str] | None, typer.Option("--job", "-j", help="Only this job.")] = None,
+    as_jsonl: JsonlOption = False,
+    db: DbOption = None,
+) -> None:
+    """Regenerate a run's run_log.json from the store; or many runs, one JSON line each.
+
+    Examples: `runstore export demo-001 -o run_log.json`, `runstore export --since 7d --jsonl`
+    """
+    from contextlib import nullcontext
+
+    from runstore.atomic import atomic_text_file
+    from runstore.queries import HistoryFilter, iter_history
+    from runstore.runlog import write_run_log, write_run_log_line
+    from runstore.timefilters import parse_when
+
+    store = open_store(db)
+    if run is None and since is None and not job:
+        fail("give a run id, or --since/--job (with --jsonl) to export many runs", 2)
+    target = (
+        atomic_text_file(output, private=True) if output is not None else nullcontext(sys.stdout)
+    )
+    if run is not None:
+        record = store.find_run(run)
+        with target as out:
+            write_run_log(out, store, record)
+        return
+    if not as_jsonl:
+        fail("exporting many runs writes one JSON object per line: add --jsonl", 2)
+    flt = HistoryFilter(
+        since=parse_when(since, "--since") if since else None,
+        jobs=job or [],
+        limit=None,
+        oldest_first=True,
+    )
+    with target as out:
+        for record in list(iter_history(store, flt)):
+            write_run_log_line(out, store, record)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="One SELECT statement, or - to read it from stdin.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="NAME=VALUE",
+            help="A named parameter: `-p job=nightly` for :job. Repeatable.",
+        ),
+    ] = None,
+    timeout: Annotated[
+        str, typer.Option("--timeout", help="Stop the query after this long.")
+    ] = "10s",
+    as_json: JsonOption = False,
+    as_jsonl: JsonlOption = False,
+    as_csv: CsvOption = False,
+    db: DbOption = None,
+) -> None:
+    """Run a read-only SQL query against the store (tables runs and events, views run_summary
+    and job_stats). Anything that would change the store is refused.
+
+    Example: `runstore sql "select job, count(*) from runs where status = 'failed' group by job"`
+    """
+    from runstore.adhoc import run_query
+    from runstore.cli.output import choose_format, emit
+    from runstore.timefilters import parse_duration
+
+    fmt = choose_format(as_json, as_jsonl, as_csv)
+    text = sys.stdin.read() if query == "-" else query
+    params = _named_params(param or [])
+    with run_query(
+        open_store(db), text, params, timeout_s=parse_duration(timeout, "--timeout")
+    ) as result:
+        columns = [Column(name, name) for name in result.columns]
+        emit((dict(zip(result.columns, row)) for row in result.rows), columns, fmt)
+
+
+def _named_params(words: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for word in words:
+        name, sep, value = word.partition("=")
+        if not sep or not name.strip():
+            fail(f"--param takes NAME=VALUE (got {word!r})", 2)
+        params[name.strip().lstrip(":")] = value
+    return params

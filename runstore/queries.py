@@ -1,0 +1,335 @@
+"""The questions operators ask of the history, answered with indexed SQL.
+
+Every function takes a Store and returns plain dicts (column -> value), newest first where order
+matters; formatting is the caller's business.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Select, and_, func, select
+
+from runstore.errors import UsageError
+from runstore.schema import LEVELS, NOT_COMPLETED_STATUSES, RunStatus, events, runs
+from runstore.store import Store
+
+HISTORY_COLUMNS = (
+    runs.c.run_id,
+    runs.c.job,
+    runs.c.status,
+    runs.c.started_at,
+    runs.c.finished_at,
+    runs.c.duration_ms,
+    runs.c.items_total,
+    runs.c.items_ok,
+    runs.c.items_failed,
+    runs.c.warning_count,
+    runs.c.error_count,
+    runs.c.exit_code,
+    runs.c.error_summary,
+    runs.c.host,
+)
+
+
+@dataclass
+class HistoryFilter:
+    statuses: Sequence[str] = ()
+    jobs: Sequence[str] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    min_duration_ms: int | None = None
+    max_duration_ms: int | None = None
+    limit: int | None = 20
+    offset: int = 0
+    oldest_first: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.statuses if s not in {st.value for st in RunStatus}]
+        if unknown:
+            choices = ", ".join(s.value for s in RunStatus)
+            raise UsageError(f"unknown status {', '.join(unknown)}; choose from {choices}")
+
+
+def parse_statuses(text: str) -> list[str]:
+    return [part.strip().lower() for part in text.split(",") if part.strip()]
+
+
+def history_query(flt: HistoryFilter) -> Select[Any]:
+    conditions: list[Any] = []
+    if flt.statuses:
+        conditions.append(runs.c.status.in_(list(flt.statuses)))
+    if flt.jobs:
+        conditions.append(runs.c.job.in_(list(flt.jobs)))
+    if flt.since is not None:
+        conditions.append(runs.c.started_at >= flt.since)
+    if flt.until is not None:
+        conditions.append(runs.c.started_at < flt.until)
+    if flt.min_duration_ms is not None:
+        conditions.append(runs.c.duration_ms >= flt.min_duration_ms)
+    if flt.max_duration_ms is not None:
+        conditions.append(runs.c.duration_ms <= flt.max_duration_ms)
+    order = (
+        (runs.c.started_at.asc(), runs.c.id.asc())
+        if flt.oldest_first
+        else (runs.c.started_at.desc(), runs.c.id.desc())
+    )
+    query = select(*HISTORY_COLUMNS).where(and_(True, *conditions)).order_by(*order)
+    if flt.limit is not None:
+        query = query.limit(flt.limit)
+    if flt.offset:
+        query = query.offset(flt.offset)
+    return query
+
+
+def history(store: Store, flt: HistoryFilter) -> list[dict[str, Any]]:
+    """Runs matching ``flt``, newest first."""
+    with store.read() as conn:
+        return [dict(row) for row in conn.execute(history_query(flt)).mappings()]
+
+
+def iter_history(store: Store, flt: HistoryFilter) -> Iterator[dict[str, Any]]:
+    """Like ``history`` but streamed, with every column of the run row (for exports)."""
+    query = history_query(flt).with_only_columns(runs)
+    with store.read() as conn:
+        for row in conn.execution_options(yield_per=500).execute(query).mappings():
+            yield dict(row)
+
+
+def run_events(
+    store: Store,
+    run_pk: int,
+    *,
+    min_level: str | None = None,
+    types: Sequence[str] = (),
+    tail: int | None = None,
+) -> list[dict[str, Any]]:
+    """A run's events in order, optionally at or above a level, of some types, or the last N."""
+    conditions = [events.c.run_pk == run_pk]
+    if min_level is not None:
+        if min_level not in LEVELS:
+            raise UsageError(f"unknown level {min_level!r}; choose from {', '.join(LEVELS)}")
+        conditions.append(events.c.level.in_(LEVELS[LEVELS.index(min_level) :]))
+    if types:
+        conditions.append(events.c.event_type.in_(list(types)))
+    columns = (
+        events.c.seq,
+        events.c.ts,
+        events.c.level,
+        events.c.event_type,
+        events.c.message,
+        events.c.data,
+    )
+    with store.read() as conn:
+        if tail is not None:
+            query = select(*columns).where(*conditions).order_by(events.c.seq.desc()).limit(tail)
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+            rows.reverse()
+            return rows
+        query = select(*columns).where(*conditions).order_by(events.c.seq)
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+# -- stats ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class JobStats:
+    job: str
+    runs: int = 0
+    completed: int = 0
+    failed: int = 0
+    running: int = 0
+    failure_rate: float | None = None
+    p50_ms: int | None = None
+    p95_ms: int | None = None
+    max_ms: int | None = None
+    last_status: str | None = None
+    last_started_at: datetime | None = None
+    failure_streak: int = 0
+    last_success_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        out.update(self.extra)
+        return out
+
+
+STREAK_SCAN = 1000  # a failure streak longer than this is reported as this
+
+
+def stats(
+    store: Store, *, since: datetime | None = None, jobs: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """Per-job figures over the window: counts, failure rate, p50/p95/max, streak, last success.
+
+    Percentiles are nearest-rank, found by walking the (job, duration_ms) index with an OFFSET:
+    the same answer on every backend, without sorting the table.
+    """
+    in_window = [runs.c.started_at >= since] if since is not None else []
+    if jobs:
+        in_window.append(runs.c.job.in_(list(jobs)))
+    result: dict[str, JobStats] = {}
+    with store.read() as conn:
+        counts = conn.execute(
+            select(runs.c.job, runs.c.status, func.count(), func.max(runs.c.duration_ms))
+            .where(*in_window)
+            .group_by(runs.c.job, runs.c.status)
+        )
+        for job, status, n, longest in counts:
+            st = result.setdefault(job, JobStats(job))
+            st.runs += n
+            if status == RunStatus.COMPLETED.value:
+                st.completed += n
+            elif status == RunStatus.RUNNING.value:
+                st.running += n
+            else:
+                st.failed += n
+            if longest is not None and (st.max_ms is None or longest > st.max_ms):
+                st.max_ms = int(longest)
+        for st in result.values():
+            finished = st.completed + st.failed
+            st.failure_rate = round(st.failed / finished, 4) if finished else None
+            _percentiles(conn, st, since)
+            _recent(conn, st, since)
+    return [result[job].as_dict() for job in sorted(result)]
+
+
+def _percentiles(conn: Any, st: JobStats, since: datetime | None) -> None:
+    base = [runs.c.job == st.job, runs.c.duration_ms.is_not(None)]
+    if since is not None:
+        base.append(runs.c.started_at >= since)
+    n = conn.execute(select(func.count()).select_from(runs).where(*base)).scalar_one()
+    if not n:
+        return
+    for attr, p in (("p50_ms", 0.50), ("p95_ms", 0.95)):
+        rank = max(1, math.ceil(p * n))
+        value = conn.execute(
+            select(runs.c.duration_ms)
+            .where(*base)
+            .order_by(runs.c.duration_ms)
+            .limit(1)
+            .offset(rank - 1)
+        ).scalar()
+        setattr(st, attr, int(value) if value is not None else None)
+
+
+def _recent(conn: Any, st: JobStats, since: datetime | None) -> None:
+    base = [runs.c.job == st.job]
+    if since is not None:
+        base.append(runs.c.started_at >= since)
+    newest = select(runs.c.status, runs.c.started_at).where(*base)
+    newest = newest.order_by(runs.c.started_at.desc(), runs.c.id.desc())
+    last = conn.execute(newest.limit(1)).first()
+    if last is not None:
+        st.last_status, st.last_started_at = last
+    streak = 0
+    for (status,) in conn.execute(
+        select(runs.c.status)
+        .where(*base, runs.c.status != RunStatus.RUNNING.value)
+        .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+        .limit(STREAK_SCAN)
+    ):
+        if status == RunStatus.COMPLETED.value:
+            break
+        streak += 1
+    st.failure_streak = streak
+    st.last_success_at = conn.execute(
+        select(runs.c.started_at)
+        .where(*base, runs.c.status == RunStatus.COMPLETED.value)
+        .order_by(runs.c.started_at.desc())
+        .limit(1)
+    ).scalar()
+
+
+# -- check ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckResult:
+    ok: bool
+    reason: str
+    run: dict[str, Any] | None = None
+
+
+def check_job(
+    store: Store,
+    job: str,
+    *,
+    max_age_s: float | None = None,
+    max_duration_s: float | None = None,
+    now: datetime | None = None,
+) -> CheckResult:
+    """Is ``job`` healthy? Its last finished run completed within ``max_age_s``, and no run of it
+    has been running longer than ``max_duration_s``."""
+    from runstore.timefilters import humane_duration
+
+    now = now or datetime.now(timezone.utc)
+    with store.read() as conn:
+        found = (
+            conn.execute(
+                select(runs)
+                .where(runs.c.job == job)
+                .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+        if found is None:
+            return CheckResult(False, f"job {job!r} has never run")
+        latest = dict(found)
+        if latest["status"] == RunStatus.RUNNING.value:
+            running_for = (now - latest["started_at"]).total_seconds()
+            if max_duration_s is not None and running_for > max_duration_s:
+                return CheckResult(
+                    False,
+                    f"run {latest['run_id']} of {job} has been running for "
+                    f"{humane_duration(running_for * 1000)}, longer than "
+                    f"{humane_duration(max_duration_s * 1000)}",
+                    latest,
+                )
+            finished = (
+                conn.execute(
+                    select(runs)
+                    .where(runs.c.job == job, runs.c.status != RunStatus.RUNNING.value)
+                    .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+            if finished is None:
+                return CheckResult(True, f"{job}: first run {latest['run_id']} is running", latest)
+            last = dict(finished)
+        else:
+            last = latest
+    if last["status"] != RunStatus.COMPLETED.value:
+        detail = f" (exit {last['exit_code']})" if last["exit_code"] is not None else ""
+        summary = f": {last['error_summary']}" if last["error_summary"] else ""
+        return CheckResult(
+            False, f"last run {last['run_id']} of {job} {last['status']}{detail}{summary}", last
+        )
+    ended = last["finished_at"] or last["started_at"]
+    age_s = (now - ended).total_seconds()
+    if max_age_s is not None and age_s > max_age_s:
+        return CheckResult(
+            False,
+            f"last successful run of {job} finished {humane_duration(age_s * 1000)} ago, "
+            f"longer than {humane_duration(max_age_s * 1000)}",
+            last,
+        )
+    return CheckResult(
+        True,
+        f"{job}: last run {last['run_id']} completed {humane_duration(age_s * 1000)} ago "
+        f"in {humane_duration(last['duration_ms'])}",
+        last,
+    )
+
+
+FAILED_STATUSES = NOT_COMPLETED_STATUSES

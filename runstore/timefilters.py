@@ -1,0 +1,91 @@
+"""Reading the times and durations people type: ``--since 7d``, ``--until 2026-11-01``,
+``--min-duration 5s``."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta, timezone
+
+from runstore.errors import UsageError
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_AMOUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$", re.IGNORECASE)
+_COMPOUND = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", re.IGNORECASE)
+
+WHEN_FORMS = (
+    "a relative age (30m, 12h, 7d, 2w), today, yesterday, or an ISO date/time "
+    "(2026-11-28, 2026-11-28T06:00, 2026-11-28T06:00Z)"
+)
+DURATION_FORMS = "a number with a unit: 500ms, 5s, 2m, 1h, 1d (or combined: 1h30m)"
+
+
+def parse_duration(text: str, option: str = "duration") -> float:
+    """Seconds in ``text`` such as ``5s``, ``2m``, ``1h30m``; UsageError naming the forms."""
+    cleaned = text.strip().lower().replace(" ", "")
+    if not cleaned:
+        raise UsageError(f"{option}: empty value; expected {DURATION_FORMS}")
+    parts = _COMPOUND.findall(cleaned)
+    if not parts or "".join(a + u for a, u in parts) != cleaned:
+        if re.fullmatch(r"\d+(\.\d+)?", cleaned):
+            return float(cleaned)  # a bare number means seconds, as in timeout(1)
+        raise UsageError(f"{option}: cannot read {text!r}; expected {DURATION_FORMS}")
+    return sum(float(amount) * _UNITS[unit] for amount, unit in parts)
+
+
+def parse_when(text: str, option: str = "--since", now: datetime | None = None) -> datetime:
+    """An aware UTC datetime for a --since/--until value.
+
+    Dates and times without an offset are local time, as a person at this machine means them.
+    """
+    now = now or datetime.now(timezone.utc)
+    value = text.strip().lower()
+    local_now = now.astimezone()
+    if value in ("today", "yesterday"):
+        day = local_now.date() - timedelta(days=1 if value == "yesterday" else 0)
+        return datetime.combine(day, time(), tzinfo=local_now.tzinfo).astimezone(timezone.utc)
+    if value == "now":
+        return now
+    match = _AMOUNT.match(value)
+    if match:
+        seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
+        return now - timedelta(seconds=seconds)
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        try:
+            parsed = datetime.combine(date.fromisoformat(text.strip()), time())
+        except ValueError:
+            raise UsageError(f"{option}: cannot read {text!r}; expected {WHEN_FORMS}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.astimezone()  # local time
+    return parsed.astimezone(timezone.utc)
+
+
+def humane_duration(ms: float | None) -> str:
+    """``814ms``, ``12.3s``, ``4m05s``, ``1h02m``, ``3d04h``."""
+    if ms is None:
+        return ""
+    if ms < 1000:
+        return f"{int(ms)}ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def humane_age(moment: datetime, now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return humane_duration(max(0.0, (now - moment).total_seconds() * 1000))
+
+
+def local_time(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
