@@ -13,6 +13,7 @@ fails, the exception is recorded and re-raised), or by hand; calling it again ch
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -24,7 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from runstore import __version__, procinfo
-from runstore.errors import RunstoreError
+from runstore.errors import DuplicateRunId, RunstoreError, UsageError
 from runstore.ids import check_run_id, new_run_id
 from runstore.redact import command_line
 from runstore.schema import FINISHED_STATUSES, LEVELS, RunStatus
@@ -35,6 +36,9 @@ FLUSH_INTERVAL_S = 1.0
 # How often a live run's heartbeat is refreshed even when it logs nothing.
 HEARTBEAT_INTERVAL_S = 30.0
 MAX_ERROR_SUMMARY = 500
+# The sizes of events.event_type and runs.job: PostgreSQL refuses longer values.
+MAX_EVENT_TYPE = 64
+MAX_JOB = 200
 
 Echo = Callable[[str], None]
 
@@ -74,6 +78,8 @@ class RunLogger:
         flush_interval: float = FLUSH_INTERVAL_S,
         started_data: dict[str, Any] | None = None,
     ) -> None:
+        if not job or len(job) > MAX_JOB:
+            raise UsageError(f"job name must be 1-{MAX_JOB} characters")
         self._init_state(
             store if store is not None else Store.open(db),
             job,
@@ -106,7 +112,7 @@ class RunLogger:
             try:
                 self.run_pk = self.store.create_run(values)
                 break
-            except RunstoreError:
+            except DuplicateRunId:
                 if run_id is not None:
                     raise
                 values["run_id"] = self.run_id = new_run_id()  # a generated id collided: retry
@@ -191,8 +197,12 @@ class RunLogger:
         """Record one event. ``data`` must be JSON-serialisable (other values become strings)."""
         if level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}")
+        if not event_type or len(event_type) > MAX_EVENT_TYPE:
+            raise ValueError(f"event type must be 1-{MAX_EVENT_TYPE} characters")
         ts = _now()
-        data_json = json.dumps(data, default=str) if data else None
+        data_json = _to_json(data) if data else None
+        if message is not None:
+            message = _storable_text(message)
         with self._lock:
             if self._summary is not None:
                 raise RunstoreError(f"run {self.run_id} is already finished")
@@ -318,7 +328,7 @@ class RunLogger:
             self.flush()
             self._stop.set()
             if error_summary is not None:
-                error_summary = error_summary[:MAX_ERROR_SUMMARY]
+                error_summary = _storable_text(error_summary)[:MAX_ERROR_SUMMARY]
             self.store.finish_run(
                 self.run_pk,
                 {
@@ -386,6 +396,29 @@ class RunLogger:
         summary = f"{type(exc).__name__}: {exc}"
         self.log_error(summary, exception=type(exc).__name__, traceback=_format_tb(exc))
         self.finish(RunStatus.FAILED, error_summary=summary)
+
+
+def _to_json(data: dict[str, Any]) -> str:
+    try:
+        return json.dumps(data, default=str, allow_nan=False)
+    except ValueError:
+        # NaN and infinities are not JSON (PostgreSQL refuses them): keep them as text.
+        return json.dumps(_finite(data), default=str, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _storable_text(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; one refused event would block every later flush.
+    return text.replace("\x00", "\\x00")
 
 
 def _format_tb(exc: BaseException, limit: int = 20) -> str:
