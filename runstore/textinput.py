@@ -23,6 +23,8 @@ from runstore.errors import InputError
 MAX_LINE_BYTES = 64 * 1024
 PREVIEW_CHARS = 80
 _SNIFF_BYTES = 8192
+_READ_BYTES = 64 * 1024
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -90,47 +92,67 @@ def count_items(path: str | os.PathLike[str]) -> int:
 
 
 def _utf8_lines(f: BinaryIO) -> Iterator[tuple[int, str, str | None]]:
-    number = 0
-    first = True
-    while True:
-        raw = f.readline(MAX_LINE_BYTES + 2)
-        if not raw:
-            return
-        if first:
-            first = False
-            if raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8) :]
-        if not raw.endswith(b"\n") and len(raw) > MAX_LINE_BYTES:
-            number += 1
-            size = len(raw) + _skip_rest_of_line(f)
+    for number, (raw, size) in enumerate(_physical_lines(f), 1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw, size = raw[len(codecs.BOM_UTF8) :], size - len(codecs.BOM_UTF8)
+        if size > MAX_LINE_BYTES:
             yield (
                 number,
                 _preview(raw.decode("utf-8", "replace")),
-                (f"line too long ({size:,} bytes; the limit is {MAX_LINE_BYTES:,})"),
+                f"line too long ({size:,} bytes; the limit is {MAX_LINE_BYTES:,})",
             )
             continue
-        body = raw.rstrip(b"\r\n")
-        # A CR inside the line: an old Mac file, or mixed endings. Each piece is a line.
-        pieces = body.split(b"\r") if b"\r" in body else (body,)
-        for piece in pieces:
-            number += 1
-            try:
-                yield number, piece.decode("utf-8"), None
-            except UnicodeDecodeError as exc:
-                yield (
-                    number,
-                    _preview(piece.decode("utf-8", "backslashreplace")),
-                    (f"not valid UTF-8 (byte 0x{piece[exc.start]:02x} at column {exc.start + 1})"),
-                )
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            loose = raw.decode("utf-8", "replace").strip()
+            if not loose or loose.startswith("#"):
+                continue  # a comment with a stray byte (a Latin-1 accent) is still a comment
+            yield (
+                number,
+                _preview(raw.decode("utf-8", "backslashreplace")),
+                f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})",
+            )
+            continue
+        yield number, text, None
 
 
-def _skip_rest_of_line(f: BinaryIO) -> int:
+def _physical_lines(f: BinaryIO) -> Iterator[tuple[bytes, int]]:
+    """Each line's bytes without its end (LF, CRLF or a lone CR) and its length in bytes.
+
+    Reads in blocks, so a file with CR endings only is as many lines as it has. A line longer
+    than MAX_LINE_BYTES is never held whole: only its start comes back, with its full length.
+    """
+    buf = b""
+    head: bytes | None = None  # the start of an over-long line whose rest is being skipped
     skipped = 0
     while True:
-        chunk = f.readline(1 << 20)
-        skipped += len(chunk)
-        if not chunk or chunk.endswith(b"\n"):
-            return skipped
+        block = f.read(_READ_BYTES)
+        buf += block
+        pos = 0
+        for end in _LINE_END.finditer(buf):
+            if block and end.end() == len(buf) and end.group() == b"\r":
+                break  # maybe the CR of a CRLF whose LF comes with the next block
+            line = buf[pos : end.start()]
+            if head is None:
+                yield line, len(line)
+            else:
+                yield head, skipped + len(line)
+                head = None
+            pos = end.end()
+        buf = buf[pos:]
+        if not block:
+            if head is not None:
+                yield head, skipped + len(buf)
+            elif buf:
+                yield buf, len(buf)
+            return
+        if len(buf) > MAX_LINE_BYTES:
+            if head is None:
+                head, skipped = buf[: PREVIEW_CHARS * 8], 0
+            keep = 1 if buf.endswith(b"\r") else 0  # a CR that may start a CRLF
+            skipped += len(buf) - keep
+            buf = buf[len(buf) - keep :]
 
 
 def _utf16_lines(f: BinaryIO) -> Iterator[tuple[int, str, str | None]]:
