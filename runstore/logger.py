@@ -29,6 +29,7 @@ from runstore.errors import DuplicateRunId, RunstoreError, UsageError
 from runstore.ids import check_run_id, new_run_id
 from runstore.redact import command_line
 from runstore.schema import FINISHED_STATUSES, LEVELS, RunStatus
+from runstore.signals import raise_if_pending
 from runstore.store import CounterDeltas, EventRow, Store
 
 EVENTS_PER_FLUSH = 1000
@@ -195,6 +196,7 @@ class RunLogger:
         message: str | None = None,
     ) -> None:
         """Record one event. ``data`` must be JSON-serialisable (other values become strings)."""
+        raise_if_pending()
         if level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}")
         if not event_type or len(event_type) > MAX_EVENT_TYPE:
@@ -388,6 +390,17 @@ class RunLogger:
             return
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             self.finish()
+            return
+        from runstore.signals import Cancelled
+
+        if isinstance(exc, Cancelled):
+            self.log_warning(str(exc), signal=exc.signum)
+            self.finish(
+                RunStatus.CANCELLED,
+                exit_code=exc.exit_code,
+                error_summary=str(exc),
+                extra={"signal": exc.signum},
+            )
             return
         if isinstance(exc, KeyboardInterrupt):
             self.log_warning("interrupted", exception="KeyboardInterrupt")

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from runstore.atomic import OutputError, atomic_text_file, check_writable_dir
-from runstore.errors import InputError, RunstoreError
+from runstore.errors import InputError
 from runstore.logger import RunLogger
 from runstore.schema import RunStatus
+from runstore.signals import Cancelled, cancel_on_signals
 from runstore.textinput import count_items, iter_items, open_input
 
 Progress = Callable[[int], None]
@@ -104,27 +105,31 @@ def run_job(
     db: str | os.PathLike[str] | None = None,
     verbose: bool = False,
     on_start: Callable[[int], Progress | None] | None = None,
-) -> tuple[dict[str, Any], RunstoreError | None]:
+) -> tuple[dict[str, Any], str | None]:
     """``runstore run``: the line-processing job as one recorded run.
 
-    Returns the run's summary and, for a failed run, the problem that failed it. A duplicate run
-    id raises DuplicateRunId before anything is written.
+    Returns the run's summary and, for a run that did not complete, what stopped it. A duplicate
+    run id raises DuplicateRunId before anything is written. SIGTERM, SIGINT and SIGHUP cancel the
+    run (exit code 128+N) after its events are flushed and its run_log.json written.
     """
     from runstore.store import Store
 
     store = Store.open(db)
     run = RunLogger(job, run_id, store=store, log_path=log_path, verbose=verbose)
-    with run:
-        try:
-            if log_path is not None:
-                try:
-                    check_writable_dir(log_path)
-                except OutputError:
-                    run.log_path = None  # cannot be written: the store still holds the run
-                    raise
-            check_writable_dir(output_path)
-            process_lines(run, input_path, output_path, on_start=on_start)
-        except (InputError, OutputError) as problem:
-            run.log_error(str(problem), kind=type(problem).__name__)
-            return run.finish(RunStatus.FAILED, error_summary=str(problem)), problem
+    try:
+        with cancel_on_signals(), run:
+            try:
+                if log_path is not None:
+                    try:
+                        check_writable_dir(log_path)
+                    except OutputError:
+                        run.log_path = None  # cannot be written: the store still holds the run
+                        raise
+                check_writable_dir(output_path)
+                process_lines(run, input_path, output_path, on_start=on_start)
+            except (InputError, OutputError) as problem:
+                run.log_error(str(problem), kind=type(problem).__name__)
+                return run.finish(RunStatus.FAILED, error_summary=str(problem)), str(problem)
+    except Cancelled as cancelled:
+        return run.finish(), str(cancelled)
     return run.finish(), None

@@ -22,6 +22,7 @@ from runstore.errors import AmbiguousRunId, DuplicateRunId, RunNotFound, StoreEr
 from runstore.location import display, resolve_db, sqlite_path
 from runstore.migrate import ensure_schema
 from runstore.schema import events, runs, sqlite_timestamp
+from runstore.signals import critical
 
 T = TypeVar("T")
 
@@ -95,7 +96,7 @@ class Store:
         """Run ``work`` in one short write transaction, retrying while the database is locked."""
 
         def attempt() -> T:
-            with self.engine.begin() as conn:
+            with critical(), self.engine.begin() as conn:
                 return work(conn)
 
         try:

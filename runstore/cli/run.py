@@ -58,7 +58,7 @@ def run(
         on_start=_progress_bar,
     )
     if problem is not None:
-        error(str(problem))
+        error(problem)
     print(json.dumps(summary) if as_json else summary_line(summary), flush=True)
     raise typer.Exit(summary["exit_code"])
 
