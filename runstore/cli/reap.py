@@ -1,0 +1,60 @@
+"""``runstore reap``: mark runs whose process is gone as abandoned."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from runstore.cli._app import DbOption, app
+from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption
+
+REAP_COLUMNS = [
+    Column("run_id", "RUN"),
+    Column("job", "JOB"),
+    Column("host", "HOST"),
+    Column("pid", "PID", "number"),
+    Column("started_at", "STARTED", "time"),
+    Column("reason", "WHY"),
+]
+
+
+@app.command()
+def reap(
+    stale_after: Annotated[
+        str,
+        typer.Option(
+            "--stale-after",
+            help="Runs of other hosts count as gone after this long without a heartbeat.",
+        ),
+    ] = "5m",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="List what would be marked; change nothing.")
+    ] = False,
+    as_json: JsonOption = False,
+    as_jsonl: JsonlOption = False,
+    as_csv: CsvOption = False,
+    db: DbOption = None,
+) -> None:
+    """Mark running runs whose process is gone as `abandoned`, and list them.
+
+    On the run's own host the process is checked exactly (pid, its start time, the boot id);
+    for other hosts a heartbeat older than --stale-after decides. Finished runs are never
+    changed. Read commands do this by themselves; `reap` does it on purpose, e.g. from cron.
+    """
+    import sys
+
+    from runstore.cli.output import Format, choose_format, emit
+    from runstore.reaper import find_stale
+    from runstore.reaper import reap as reap_runs
+    from runstore.store import Store
+    from runstore.timefilters import parse_duration
+
+    fmt = choose_format(as_json, as_jsonl, as_csv)
+    seconds = parse_duration(stale_after, "--stale-after")
+    store = Store.open(db)
+    found = (find_stale if dry_run else reap_runs)(store, stale_after_s=seconds)
+    if not found and fmt in (Format.TABLE, Format.TEXT):
+        print("no stale runs", file=sys.stderr)
+        return
+    emit(found, REAP_COLUMNS, fmt)
