@@ -201,10 +201,21 @@ class RunLogger:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}")
         if not event_type or len(event_type) > MAX_EVENT_TYPE:
             raise ValueError(f"event type must be 1-{MAX_EVENT_TYPE} characters")
-        ts = _now()
-        data_json = _to_json(data) if data else None
         if message is not None:
             message = _storable_text(message)
+        self.log_event_json(event_type, _to_json(data) if data else None, level, message)
+
+    def log_event_json(
+        self,
+        event_type: str,
+        data_json: str | None,
+        level: str = "info",
+        message: str | None = None,
+    ) -> None:
+        """Record one event whose data is already a JSON object text (the hot path of jobs that
+        encode their own records once); the caller vouches for the type, level and JSON."""
+        raise_if_pending()
+        ts = _now()
         with self._lock:
             if self._summary is not None:
                 raise RunstoreError(f"run {self.run_id} is already finished")
@@ -411,12 +422,16 @@ class RunLogger:
         self.finish(RunStatus.FAILED, error_summary=summary)
 
 
+# One encoder for every event: json.dumps with options would build a new one per call.
+_encode_json = json.JSONEncoder(default=str, allow_nan=False).encode
+
+
 def _to_json(data: dict[str, Any]) -> str:
     try:
-        return json.dumps(data, default=str, allow_nan=False)
+        return _encode_json(data)
     except ValueError:
         # NaN and infinities are not JSON (PostgreSQL refuses them): keep them as text.
-        return json.dumps(_finite(data), default=str, allow_nan=False)
+        return _encode_json(_finite(data))
 
 
 def _finite(value: Any) -> Any:

@@ -22,10 +22,13 @@ from runstore.textinput import count_items, iter_items, open_input
 
 Progress = Callable[[int], None]
 
+# A JSON string literal for a str, non-ASCII kept as is (json's own C escaper).
+_quote: Callable[[str], str] = json.encoder.encode_basestring
 
-def process_item(text: str) -> dict[str, Any]:
-    """The job's work on one item."""
-    return {"length": len(text)}
+
+def process_item(text: str) -> int:
+    """The job's work on one item: its length."""
+    return len(text)
 
 
 def process_lines(
@@ -39,49 +42,45 @@ def process_lines(
 
     Raises InputError (before any output is written) when the input cannot be read.
     ``on_start(item_count)`` may return a progress callback, called with items done so far.
+    Each item's text is JSON-encoded once and used in both its output record and its event.
     """
     item_count = count_items(input_path)
     run.log_event("processing_started", {"item_count": item_count, "input": os.fspath(input_path)})
     progress = on_start(item_count) if on_start is not None else None
     ok = failed = 0
+    log = run.log_event_json
+    clock = time.perf_counter
     f, encoding = open_input(input_path)
     with f, atomic_text_file(output_path) as out:
         out.write("[")
-        clock = time.perf_counter
         for index, item in enumerate(iter_items(f, encoding)):
             out.write("\n  " if index == 0 else ",\n  ")
             if item.text is None:
                 failed += 1
-                record = {
-                    "index": index,
-                    "item": item.preview,
-                    "processed": False,
-                    "line": item.line,
-                    "error": item.error,
-                }
-                run.log_event(
-                    "item_failed",
-                    {"index": index, "line": item.line, "item": item.preview, "reason": item.error},
-                    level="warning",
-                    message=item.error,
+                text, reason = _quote(item.preview), _quote(item.error or "")
+                out.write(
+                    f'{{"index": {index}, "item": {text}, "processed": false, '
+                    f'"line": {item.line}, "error": {reason}}}'
                 )
+                data = (
+                    f'{{"index": {index}, "line": {item.line}, "item": {text}, "reason": {reason}}}'
+                )
+                log("item_failed", data, "warning", item.error)
             else:
                 started = clock()
-                result = process_item(item.text)
-                elapsed_ms = round((clock() - started) * 1000, 3)
+                length = process_item(item.text)
+                elapsed_ms = (clock() - started) * 1000
                 ok += 1
-                record = {
-                    "index": index,
-                    "item": item.text,
-                    "processed": True,
-                    "line": item.line,
-                    **result,
-                }
-                run.log_event(
-                    "item_processed",
-                    {"index": index, "item": item.text, **result, "duration_ms": elapsed_ms},
+                text = _quote(item.text)
+                out.write(
+                    f'{{"index": {index}, "item": {text}, "processed": true, '
+                    f'"line": {item.line}, "length": {length}}}'
                 )
-            out.write(json.dumps(record, ensure_ascii=False))
+                log(
+                    "item_processed",
+                    f'{{"index": {index}, "item": {text}, "length": {length}, '
+                    f'"duration_ms": {elapsed_ms:.3f}}}',
+                )
             if progress is not None and index % 1000 == 999:
                 progress(index + 1)
         out.write("\n]\n" if ok + failed else "]\n")

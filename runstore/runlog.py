@@ -50,11 +50,15 @@ def run_header(run: dict[str, Any]) -> dict[str, Any]:
 def event_lines(store: Store, run: dict[str, Any]) -> Iterator[str]:
     """Each event as one compact JSON object; the stored data text is spliced in unparsed."""
     prefix = '{"run_id": ' + json.dumps(run["run_id"])
-    for ev in store.iter_events(run["id"]):
+    quoted: dict[str, str] = {}  # event types repeat: encode each once
+    for seq, ts, event_type, level, message, data in store.iter_event_rows(run["id"]):
+        etype = quoted.get(event_type)
+        if etype is None:
+            etype = quoted[event_type] = json.dumps(event_type)
+        text = "null" if message is None else json.dumps(message)
         yield (
-            f'{prefix}, "seq": {ev["seq"]}, "timestamp": "{ev["ts"].isoformat()}", '
-            f'"event_type": {json.dumps(ev["event_type"])}, "level": "{ev["level"]}", '
-            f'"message": {json.dumps(ev["message"])}, "data": {ev["data"] or "{}"}}}'
+            f'{prefix}, "seq": {seq}, "timestamp": "{ts}", "event_type": {etype}, '
+            f'"level": "{level}", "message": {text}, "data": {data or "{}"}}}'
         )
 
 

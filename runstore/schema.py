@@ -65,7 +65,8 @@ SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 def sqlite_timestamp(moment: datetime) -> str:
     """A UTC time as SQLite stores it: sortable text that SQLite's date functions understand."""
-    return moment.astimezone(timezone.utc).strftime(SQLITE_TIME_FORMAT)
+    # isoformat with a fixed timespec is several times faster than strftime, same text.
+    return moment.astimezone(timezone.utc).isoformat(" ", "microseconds")[:26]
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -14,7 +14,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Text, cast, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    Text,
+    cast,
+    func,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 
 from runstore import engine as engines
@@ -241,6 +252,30 @@ class Store:
             result = conn.execution_options(yield_per=batch_size).execute(query)
             for row in result.mappings():
                 yield dict(row)
+
+    def iter_event_rows(self, run_pk: int, batch_size: int = 5000) -> Iterator[tuple[Any, ...]]:
+        """A run's events as tuples (seq, ISO-8601 time, type, level, message, data JSON text),
+        streamed without per-row type conversion: the fast path behind run_log.json."""
+        sqlite = self.dialect == "sqlite"
+        ts = type_coerce(events.c.ts, String) if sqlite else events.c.ts
+        query = (
+            select(
+                events.c.seq,
+                ts,
+                events.c.event_type,
+                events.c.level,
+                events.c.message,
+                cast(events.c.data, Text),
+            )
+            .where(events.c.run_pk == run_pk)
+            .order_by(events.c.seq)
+        )
+        with self.read() as conn:
+            result = conn.execution_options(yield_per=batch_size).execute(query)
+            for seq, moment, etype, level, message, data in result.tuples():
+                # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" in UTC: ISO-8601 by string surgery.
+                when = f"{moment[:10]}T{moment[11:]}+00:00" if sqlite else moment.isoformat()
+                yield seq, when, etype, level, message, data
 
     def count_runs(self) -> int:
         with self.read() as conn:
