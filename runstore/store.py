@@ -80,9 +80,10 @@ class Store:
         if path is not None:
             _prepare_sqlite_file(path)
         store = cls(url, engines.get_engine(url))
+        # Schema first: a file that is not a runstore store is refused before anything changes it.
+        ensure_schema(store.engine, store.where, path)
         if path is not None:
             store._ensure_wal()
-        ensure_schema(store.engine, store.where, path)
         return store
 
     def _ensure_wal(self) -> None:
@@ -187,6 +188,17 @@ class Store:
 
         self.write(work)
 
+    def insert_numbered_events(
+        self, conn: Connection, run_pk: int, rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """Insert events that already have their numbers: (seq, time, type, level, message,
+        data JSON text), the data kept byte for byte (``db copy`` relies on it)."""
+        db_time = self._db_time
+        conn.exec_driver_sql(
+            self._insert_events_sql,
+            [(run_pk, seq, db_time(ts), et, lv, msg, data) for seq, ts, et, lv, msg, data in rows],
+        )
+
     def finish_run(self, run_pk: int, values: dict[str, Any]) -> None:
         """Record a run's end. A run already finished by someone else keeps its status."""
 
@@ -272,7 +284,7 @@ class Store:
         )
         with self.read() as conn:
             result = conn.execution_options(yield_per=batch_size).execute(query)
-            for seq, moment, etype, level, message, data in result.tuples():
+            for seq, moment, etype, level, message, data in result:
                 # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" in UTC: ISO-8601 by string surgery.
                 when = f"{moment[:10]}T{moment[11:]}+00:00" if sqlite else moment.isoformat()
                 yield seq, when, etype, level, message, data

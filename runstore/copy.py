@@ -1,0 +1,141 @@
+"""Moving the whole history between stores (SQLite to PostgreSQL and back).
+
+Runs are matched by ``run_id``: a run already in the target with the same end state is skipped,
+one that changed since (it was still running at the last copy) is replaced, so copying again is
+harmless. Afterwards both sides are compared: run and event counts, and a checksum over every
+copied event (run id, sequence number, type, level, message, data as stored).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Text, cast, delete, func, insert, select
+
+from runstore.errors import StoreError
+from runstore.schema import events, runs
+from runstore.store import Store
+
+EVENT_BATCH = 5000
+_COMPARED = ("status", "event_count", "finished_at", "exit_code")
+
+Progress = Callable[[int, int], None]  # (runs done, runs in all)
+
+
+@dataclass
+class CopyReport:
+    copied: int = 0
+    replaced: int = 0
+    skipped: int = 0
+    events: int = 0
+    verified_runs: int = 0
+    verified_events: int = 0
+    checksum: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def copy_history(source: Store, target: Store, progress: Progress | None = None) -> CopyReport:
+    """Copy every run (with its events) of ``source`` into ``target``, then verify."""
+    if source.url == target.url:
+        raise StoreError("source and target are the same store")
+    report = CopyReport()
+    with source.read() as conn:
+        total = conn.execute(select(func.count()).select_from(runs)).scalar_one()
+        run_rows = [dict(r) for r in conn.execute(select(runs).order_by(runs.c.id)).mappings()]
+    with target.read() as conn:
+        existing = {
+            r["run_id"]: r
+            for r in conn.execute(
+                select(runs.c.id, runs.c.run_id, *[runs.c[n] for n in _COMPARED])
+            ).mappings()
+        }
+    for done, run in enumerate(run_rows, 1):
+        there = existing.get(run["run_id"])
+        if there is not None and all(there[n] == run[n] for n in _COMPARED):
+            report.skipped += 1
+        else:
+            report.events += _copy_run(source, target, run, there["id"] if there else None)
+            if there is None:
+                report.copied += 1
+            else:
+                report.replaced += 1
+        if progress is not None:
+            progress(done, total)
+    _verify(source, target, [r["run_id"] for r in run_rows], report)
+    return report
+
+
+def _copy_run(source: Store, target: Store, run: dict[str, Any], replace_pk: int | None) -> int:
+    """Copy one run and its events in one target transaction; returns the events copied."""
+    values = {k: v for k, v in run.items() if k != "id"}
+
+    def work(conn: Connection) -> int:
+        if replace_pk is not None:
+            conn.execute(delete(events).where(events.c.run_pk == replace_pk))
+            conn.execute(delete(runs).where(runs.c.id == replace_pk))
+        key = conn.execute(insert(runs).values(**values)).inserted_primary_key
+        assert key is not None
+        copied = 0
+        for batch in _event_batches(source, run["id"]):
+            target.insert_numbered_events(conn, key[0], batch)
+            copied += len(batch)
+        return copied
+
+    return target.write(work)
+
+
+def _event_batches(source: Store, run_pk: int) -> Iterable[list[tuple[Any, ...]]]:
+    query = (
+        select(
+            events.c.seq, events.c.ts, events.c.event_type, events.c.level, events.c.message,
+            cast(events.c.data, Text),  # the stored text, not a re-encoding of it
+        )
+        .where(events.c.run_pk == run_pk)
+        .order_by(events.c.seq)
+    )  # fmt: skip
+    with source.read() as conn:
+        result = conn.execution_options(yield_per=EVENT_BATCH).execute(query)
+        for part in result.partitions(EVENT_BATCH):
+            yield [tuple(row) for row in part]
+
+
+def event_checksum(store: Store, run_ids: list[str]) -> tuple[int, int, str]:
+    """(runs, events, sha256) over the given runs' events, as stored."""
+    digest = hashlib.sha256()
+    run_count = event_count = 0
+    query = (
+        select(
+            runs.c.run_id, events.c.seq, events.c.event_type, events.c.level, events.c.message,
+            cast(events.c.data, Text),
+        )
+        .join(events, events.c.run_pk == runs.c.id)
+        .order_by(runs.c.run_id, events.c.seq)
+    )  # fmt: skip
+    wanted = set(run_ids)
+    with store.read() as conn:
+        run_count = sum(1 for rid in conn.execute(select(runs.c.run_id)).scalars() if rid in wanted)
+        for row in conn.execution_options(yield_per=EVENT_BATCH).execute(query):
+            if row[0] not in wanted:
+                continue
+            event_count += 1
+            digest.update(repr(tuple(row)).encode())
+    return run_count, event_count, digest.hexdigest()
+
+
+def _verify(source: Store, target: Store, run_ids: list[str], report: CopyReport) -> None:
+    src = event_checksum(source, run_ids)
+    dst = event_checksum(target, run_ids)
+    report.verified_runs, report.verified_events, report.checksum = dst
+    if src[0] != dst[0]:
+        report.problems.append(f"runs: source has {src[0]}, target {dst[0]}")
+    if src[1] != dst[1]:
+        report.problems.append(f"events: source has {src[1]}, target {dst[1]}")
+    if src[2] != dst[2]:
+        report.problems.append("event checksums differ between source and target")
