@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
@@ -30,6 +31,12 @@ def get_engine(url: str) -> Engine:
     if engine is None:
         engine = _engines[url] = _create(url)
     return engine
+
+
+def sqlite_read_only_url(path: Path) -> str:
+    """A store file this user may not write. Reading a WAL database needs its -shm file, which
+    cannot be created here; ``immutable`` reads the file as it stands, without one."""
+    return f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true"
 
 
 def dispose_all() -> None:

@@ -31,8 +31,8 @@ from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from runstore import engine as engines
 from runstore.errors import AmbiguousRunId, DuplicateRunId, RunNotFound, StoreError
 from runstore.location import display, resolve_db, sqlite_path
-from runstore.migrate import ensure_schema
-from runstore.schema import events, runs, sqlite_timestamp
+from runstore.migrate import current_revision, ensure_schema
+from runstore.schema import SCHEMA_REVISION, events, runs, sqlite_timestamp
 from runstore.signals import critical
 
 T = TypeVar("T")
@@ -61,6 +61,7 @@ class Store:
         self.dialect = engine.dialect.name
         self.path = sqlite_path(url)
         self.where = display(url)
+        self.read_only = False
         placeholder = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._insert_events_sql = (
             "INSERT INTO events (run_pk, seq, ts, event_type, level, message, data) "
@@ -80,10 +81,30 @@ class Store:
         if path is not None:
             _prepare_sqlite_file(path)
         store = cls(url, engines.get_engine(url))
-        # Schema first: a file that is not a runstore store is refused before anything changes it.
-        ensure_schema(store.engine, store.where, path)
+        try:
+            # Schema first: a file that is not a runstore store is refused before anything
+            # changes it.
+            ensure_schema(store.engine, store.where, path)
+        except StoreError:
+            if path is None or _writable(path):
+                raise
+            return cls._open_read_only(url, path)
         if path is not None:
             store._ensure_wal()
+        return store
+
+    @classmethod
+    def _open_read_only(cls, url: str, path: Path) -> Store:
+        """A store file we may not write: readable as a snapshot; every write fails clearly."""
+        store = cls(url, engines.get_engine(engines.sqlite_read_only_url(path)))
+        store.read_only = True
+        with store.read() as conn:
+            revision = current_revision(conn)
+        if revision != SCHEMA_REVISION:
+            raise StoreError(
+                f"{store.where} is read-only and at schema revision {revision}; this runstore "
+                f"needs {SCHEMA_REVISION} and cannot upgrade it"
+            )
         return store
 
     def _ensure_wal(self) -> None:
@@ -111,6 +132,8 @@ class Store:
             with critical(), self.engine.begin() as conn:
                 return work(conn)
 
+        if self.read_only:
+            raise StoreError(f"cannot write to {self.where}: the store is read-only for this user")
         try:
             return engines.retry_locked(attempt)
         except OperationalError as exc:
@@ -300,6 +323,11 @@ def _identity(value: T) -> T:
 
 def _reason(exc: BaseException) -> str:
     return str(getattr(exc, "orig", exc)).splitlines()[0]
+
+
+def _writable(path: Path) -> bool:
+    """Can this user write the store file and create its -wal/-shm companions?"""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
 
 
 def _prepare_sqlite_file(path: Path) -> None:
