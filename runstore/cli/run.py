@@ -16,7 +16,11 @@ PROGRESS_MIN_ITEMS = 20_000
 
 @app.command()
 def run(
-    input: Annotated[Path, typer.Option("--input", "-i", help="Text file: one item per line.")],
+    input: Annotated[
+        Path,
+        # readable=False: an unreadable input is a failed run (recorded), not a usage error.
+        typer.Option("--input", "-i", readable=False, help="Text file: one item per line."),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where processed.json goes.")],
     log: Annotated[
         Path | None, typer.Option("--log", help="Also write the run as run_log.json here.")
