@@ -54,3 +54,37 @@ def display(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs", "afs", "ceph")
+
+
+def filesystem_type(path: Path, mounts: str = "/proc/mounts") -> str | None:
+    """The type of the filesystem holding ``path`` (Linux), or None when it cannot be told."""
+    try:
+        with open(mounts, encoding="utf-8", errors="replace") as f:
+            table = [line.split() for line in f]
+    except OSError:
+        return None
+    target = str(path.resolve())
+    best, kind = "", None
+    for fields in table:
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def network_filesystem_warning(path: Path) -> str | None:
+    """SQLite's WAL needs shared memory between processes, which network filesystems do not
+    give: say so before a store there loses data."""
+    kind = filesystem_type(path.parent)
+    if kind is None or kind.split(".")[0] not in {k.split(".")[0] for k in NETWORK_FILESYSTEMS}:
+        return None
+    return (
+        f"the store {path} is on a network filesystem ({kind}); SQLite's WAL mode is not safe "
+        "there. Keep the store on a local disk, or use PostgreSQL (see README)."
+    )

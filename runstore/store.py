@@ -7,6 +7,7 @@ transaction IMMEDIATE on SQLite and retries when the database stays locked past 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 
 from runstore import engine as engines
 from runstore.errors import AmbiguousRunId, DuplicateRunId, RunNotFound, StoreError
-from runstore.location import display, resolve_db, sqlite_path
+from runstore.location import display, network_filesystem_warning, resolve_db, sqlite_path
 from runstore.migrate import current_revision, ensure_schema
 from runstore.schema import SCHEMA_REVISION, events, runs, sqlite_timestamp
 from runstore.signals import critical
@@ -39,6 +40,10 @@ T = TypeVar("T")
 
 # One event as the hot path hands it over: (timestamp, event_type, level, message, data as JSON).
 EventRow = tuple[datetime, str, str, "str | None", "str | None"]
+
+
+class StoreWarning(UserWarning):
+    """Something about the store a user should know; the CLI prints it as ``Warning: ...``."""
 
 
 @dataclass
@@ -91,6 +96,9 @@ class Store:
             return cls._open_read_only(url, path)
         if path is not None:
             store._ensure_wal()
+            caution = network_filesystem_warning(path)
+            if caution is not None:
+                warnings.warn(caution, StoreWarning, stacklevel=2)
         return store
 
     @classmethod

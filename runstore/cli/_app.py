@@ -21,6 +21,9 @@ class _Group(TyperGroup):
     """Turns every failure inside a command into one ``Error:`` line and an exit code."""
 
     def invoke(self, ctx: Any) -> Any:
+        import warnings
+
+        warnings.showwarning = _show_warning
         try:
             return super().invoke(ctx)
         except RunstoreError as exc:
@@ -33,6 +36,10 @@ class _Group(TyperGroup):
                 raise  # Typer's own exits and usage errors, or a developer asking for details
             error(f"{describe(exc)} (set RUNSTORE_DEBUG=1 to see the traceback)")
             raise typer.Exit(1) from None
+
+
+def _show_warning(message: Warning | str, *_args: Any, **_kwargs: Any) -> None:
+    warn(str(message))
 
 
 def describe(exc: BaseException) -> str:
