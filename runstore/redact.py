@@ -16,9 +16,19 @@ _SECRET_WORD = (
 _OPTION_WITH_VALUE = re.compile(rf"^(--?[\w-]*{_SECRET_WORD}[\w-]*=)(.+)$", re.IGNORECASE)
 _OPTION_ALONE = re.compile(rf"^--?[\w-]*{_SECRET_WORD}[\w-]*$", re.IGNORECASE)
 # KEY=value words: DB_PASSWORD=..., GITHUB_TOKEN=...
-_ASSIGNMENT = re.compile(rf"^([A-Za-z_][\w.-]*{_SECRET_WORD}[\w.-]*=)(.+)$", re.IGNORECASE)
+_ASSIGNMENT = re.compile(rf"^((?:[A-Za-z_][\w.-]*)?{_SECRET_WORD}[\w.-]*=)(.+)$", re.IGNORECASE)
 # user:password@ in URLs (postgresql://u:p@host/db)
 _URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)([^@\s/]+)(@)")
+# The same shapes inside one word that holds a shell script (`sh -c '... --token abc ...'`).
+_VALUE = r"(?:\"[^\"]*\"|'[^']*'|[^\s'\"]+)"
+_INLINE = [
+    re.compile(rf"((?<![\w-])--?[\w-]*{_SECRET_WORD}[\w-]*(?:=|\s+))({_VALUE})", re.IGNORECASE),
+    re.compile(
+        rf"((?<![\w.-])(?:[A-Za-z_][\w.-]*)?{_SECRET_WORD}[\w.-]*=)({_VALUE})", re.IGNORECASE
+    ),
+    re.compile(rf"(authorization:\s*(?:(?:bearer|basic|token)\s+)?)({_VALUE})", re.IGNORECASE),
+    re.compile(rf"(\bbearer\s+)({_VALUE})", re.IGNORECASE),
+]
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:
@@ -40,8 +50,13 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
 
 
 def redact_text(text: str) -> str:
-    """Hide passwords embedded in URLs."""
-    return _URL_PASSWORD.sub(rf"\g<1>{MASK}\g<3>", text)
+    """Hide passwords embedded in URLs, and secret options, assignments and authorization
+    headers inside a longer text such as a shell script."""
+    text = _URL_PASSWORD.sub(rf"\g<1>{MASK}\g<3>", text)
+    if any(c.isspace() for c in text):
+        for pattern in _INLINE:
+            text = pattern.sub(rf"\g<1>{MASK}", text)
+    return text
 
 
 def command_line(argv: Sequence[str]) -> str:
