@@ -8,9 +8,10 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from runstore.logger import RunLogger
+    from runstore.logging_handler import LoggingHandler
     from runstore.store import Store
 
-__all__ = ["RunLogger", "Store", "__version__"]
+__all__ = ["LoggingHandler", "RunLogger", "Store", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,6 +20,10 @@ def __getattr__(name: str) -> Any:
         from runstore.logger import RunLogger
 
         return RunLogger
+    if name == "LoggingHandler":
+        from runstore.logging_handler import LoggingHandler
+
+        return LoggingHandler
     if name == "Store":
         from runstore.store import Store
 
