@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from runstore.cli import db, maintain, query, reap, run  # noqa: F401 - each module registers its commands
+from runstore.cli import db, exec, maintain, query, reap, run  # noqa: F401 - each module registers its commands
 from runstore.cli._app import app, error
 
 __all__ = ["app", "main"]

@@ -1,0 +1,192 @@
+"""``runstore exec -- CMD``: record any command; ``runstore event``: add to the run from inside."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from runstore.cli._app import DbOption, app, describe, error, warn
+
+# Everything after the options is the command, its own options included: `exec ls -l` works.
+_COMMAND_SETTINGS = {"allow_interspersed_args": False}
+
+
+@app.command("exec", context_settings=_COMMAND_SETTINGS)
+def exec_(
+    command: Annotated[
+        list[str],
+        typer.Argument(help="The command and its arguments (put them after --).", metavar="CMD"),
+    ],
+    job: Annotated[
+        str | None,
+        typer.Option("--job", "-j", help="Job name. Default: the command's base name."),
+    ] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option("--run-id", help="Unique id for this run. Default: generated, time-sortable."),
+    ] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout",
+            help="Stop the command after this long (500ms, 30s, 5m, 2h): SIGTERM, exit 124.",
+        ),
+    ] = None,
+    kill_after: Annotated[
+        str,
+        typer.Option("--kill-after", help="After --timeout's SIGTERM, wait this long, then KILL."),
+    ] = "5s",
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Show the command's output only when it fails."),
+    ] = False,
+    log: Annotated[
+        Path | None, typer.Option("--log", help="Also write the run as run_log.json here.")
+    ] = None,
+    head_lines: Annotated[
+        int, typer.Option("--head-lines", min=0, help="Output lines stored from the start.")
+    ] = 200,
+    tail_lines: Annotated[
+        int, typer.Option("--tail-lines", min=0, help="Output lines stored from the end.")
+    ] = 800,
+    db: DbOption = None,
+) -> None:
+    """Run CMD as a recorded run: same output, same exit code, same signals.
+
+    The run is recorded before CMD starts. Its stdout and stderr pass through unchanged, and
+    its output lines are stored as `output` events: the first --head-lines and the last
+    --tail-lines, with a marker counting what was left out. Also stored: exit code, signal,
+    duration, max RSS and CPU time, host, user, cwd and the command line (secrets redacted).
+
+    CMD sees RUNSTORE_RUN_ID and RUNSTORE_DB, so `runstore event` and Python code using
+    `runstore.LoggingHandler` add their events to this run.
+
+    SIGINT, SIGTERM and SIGHUP are passed on to CMD; the run is then `cancelled`. If the store
+    cannot be written, CMD still runs and keeps its exit code; one warning says so.
+
+    Exit codes: CMD's own; 128+N when CMD dies of signal N; 124 on --timeout; 126 when CMD
+    cannot be executed; 127 when it is not found; 2 for a bad runstore option.
+
+    Example: runstore exec --job nightly-backup --timeout 2h -- ./backup.sh --full
+    """
+    from runstore.durations import parse_duration
+    from runstore.errors import UsageError
+    from runstore.ids import check_run_id
+
+    if not command:
+        raise UsageError("no command given: runstore exec [OPTIONS] -- CMD [ARGS...]")
+    timeout_s = parse_duration(timeout, "--timeout") if timeout is not None else None
+    if timeout_s is not None and timeout_s <= 0:
+        raise UsageError("--timeout must be longer than zero")
+    kill_after_s = parse_duration(kill_after, "--kill-after")
+    if run_id is not None:
+        check_run_id(run_id)
+    if job is not None and not job.strip():
+        raise UsageError("--job must not be empty")
+    log_path = _usable_log(log)
+
+    from runstore.wrapper import run_command
+
+    result = run_command(
+        command,
+        job=job,
+        run_id=run_id,
+        db=db,
+        timeout=timeout_s,
+        kill_after=kill_after_s,
+        quiet=quiet,
+        log_path=log_path,
+        head_lines=head_lines,
+        tail_lines=tail_lines,
+        warn=warn,
+    )
+    if result.spawn_error is not None:
+        error(result.spawn_error)
+    raise typer.Exit(result.exit_code)
+
+
+def _usable_log(log: Path | None) -> Path | None:
+    """A run_log.json that cannot be written is a warning: the job runs anyway."""
+    if log is None:
+        return None
+    from runstore.atomic import OutputError, check_writable_dir
+
+    try:
+        check_writable_dir(log)
+    except OutputError as exc:
+        warn(f"{exc}; the run is recorded in the store only")
+        return None
+    return log
+
+
+class Level(str, Enum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+@app.command()
+def event(
+    message: Annotated[str, typer.Argument(help="What happened, in a few words.")],
+    level: Annotated[Level, typer.Option("--level", "-l", help="Event level.")] = Level.info,
+    event_type: Annotated[
+        str | None,
+        typer.Option(
+            "--type",
+            "-t",
+            help="Event type. Default: `warning` or `error` for those levels, else `log`.",
+            show_default=False,
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", "-d", help="More fields, as a JSON object: '{\"rows\": 120}'."),
+    ] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option("--run-id", help="The run to add to. Default: $RUNSTORE_RUN_ID."),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Add an event to a running run: the one `runstore exec` started (RUNSTORE_RUN_ID).
+
+    For shell scripts run under `runstore exec`. Warnings and errors count in the run's
+    counters. When the event cannot be recorded (no run, a finished run, a store that cannot be
+    written) a warning says why and the exit code is still 0: logging never fails a job.
+    A malformed --data or --type is a usage error (exit 2).
+
+    Example: runstore event "loaded rows" --data '{"rows": 120}'
+
+    Example: runstore event "source is slow" --level warning
+    """
+    from runstore.errors import UsageError
+    from runstore.logging_handler import default_event_type
+
+    fields: dict[str, Any] = {}
+    if data is not None:
+        try:
+            fields = json.loads(data)
+        except ValueError as exc:
+            raise UsageError(f"--data is not valid JSON: {exc}") from None
+        if not isinstance(fields, dict):
+            raise UsageError("--data must be a JSON object, such as '{\"rows\": 120}'")
+    kind = event_type if event_type is not None else default_event_type(level.value)
+    if not kind.strip() or len(kind) > 64:
+        raise UsageError("--type must be 1 to 64 characters")
+
+    try:
+        from runstore.logger import RunLogger
+
+        run = RunLogger.attach(run_id, db=db)
+        run.log_event(kind, {"message": message, **fields}, level=level.value, message=message)
+        run.finish()
+    except Exception as exc:  # recording must never break the job that calls us
+        from runstore.errors import RunstoreError
+
+        reason = str(exc) if isinstance(exc, RunstoreError) else describe(exc)
+        warn(f"event not recorded: {reason}")
