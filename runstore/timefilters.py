@@ -39,10 +39,10 @@ def parse_when(text: str, option: str = "--since", now: datetime | None = None) 
     """
     now = now or datetime.now(timezone.utc)
     value = text.strip().lower()
-    local_now = now.astimezone()
     if value in ("today", "yesterday"):
-        day = local_now.date() - timedelta(days=1 if value == "yesterday" else 0)
-        return datetime.combine(day, time(), tzinfo=local_now.tzinfo).astimezone(timezone.utc)
+        day = now.astimezone().date() - timedelta(days=1 if value == "yesterday" else 0)
+        # Local midnight with that day's own UTC offset (not now's: they differ on DST days).
+        return datetime.combine(day, time()).astimezone(timezone.utc)
     if value == "now":
         return now
     match = _AMOUNT.match(value)
@@ -68,9 +68,9 @@ def humane_duration(ms: float | None) -> str:
     if ms < 1000:
         return f"{int(ms)}ms"
     seconds = ms / 1000
-    if seconds < 60:
+    if seconds < 59.95:  # 59.96 s would show as "60.0s"
         return f"{seconds:.1f}s"
-    minutes, sec = divmod(int(seconds), 60)
+    minutes, sec = divmod(max(60, int(seconds)), 60)
     if minutes < 60:
         return f"{minutes}m{sec:02d}s"
     hours, minutes = divmod(minutes, 60)
