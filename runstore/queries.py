@@ -284,16 +284,30 @@ def check_job(
         if found is None:
             return CheckResult(False, f"job {job!r} has never run")
         latest = dict(found)
-        if latest["status"] == RunStatus.RUNNING.value:
-            running_for = (now - latest["started_at"]).total_seconds()
-            if max_duration_s is not None and running_for > max_duration_s:
-                return CheckResult(
-                    False,
-                    f"run {latest['run_id']} of {job} has been running for "
-                    f"{humane_duration(running_for * 1000)}, longer than "
-                    f"{humane_duration(max_duration_s * 1000)}",
-                    latest,
+        if max_duration_s is not None:
+            # The oldest live run, not only the newest: a stuck run stays stuck when the next
+            # one starts.
+            oldest_live = (
+                conn.execute(
+                    select(runs)
+                    .where(runs.c.job == job, runs.c.status == RunStatus.RUNNING.value)
+                    .order_by(runs.c.started_at.asc(), runs.c.id.asc())
+                    .limit(1)
                 )
+                .mappings()
+                .first()
+            )
+            if oldest_live is not None:
+                running_for = (now - oldest_live["started_at"]).total_seconds()
+                if running_for > max_duration_s:
+                    return CheckResult(
+                        False,
+                        f"run {oldest_live['run_id']} of {job} has been running for "
+                        f"{humane_duration(running_for * 1000)}, longer than "
+                        f"{humane_duration(max_duration_s * 1000)}",
+                        dict(oldest_live),
+                    )
+        if latest["status"] == RunStatus.RUNNING.value:
             finished = (
                 conn.execute(
                     select(runs)
