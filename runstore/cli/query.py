@@ -180,7 +180,14 @@ def show(
     """
     import json
 
-    from runstore.cli.output import Format, choose_format, emit, emit_record, raw_value
+    from runstore.cli.output import (
+        Format,
+        choose_format,
+        emit,
+        emit_record,
+        raw_value,
+        reader_may_leave,
+    )
     from runstore.queries import HistoryFilter, run_events
     from runstore.queries import history as query_history
 
@@ -199,7 +206,8 @@ def show(
     if fmt is Format.JSON:
         doc = {k: raw_value(v) for k, v in fields.items()}
         doc["events"] = [{k: raw_value(v) for k, v in e.items()} for e in evs]
-        print(json.dumps(doc, default=str, indent=2))
+        with reader_may_leave():
+            print(json.dumps(doc, default=str, indent=2))
         return
     if fmt in (Format.JSONL, Format.CSV):
         emit(evs, [Column(c.key, c.key) for c in EVENT_COLUMNS], fmt)
@@ -331,6 +339,7 @@ def export(
     from contextlib import nullcontext
 
     from runstore.atomic import atomic_text_file
+    from runstore.cli.output import reader_may_leave
     from runstore.queries import HistoryFilter, iter_history
     from runstore.runlog import write_run_log, write_run_log_line
     from runstore.timefilters import parse_when
@@ -343,8 +352,8 @@ def export(
     )
     if run is not None:
         record = store.find_run(run)
-        with target as out:
-            write_run_log(out, store, record)
+        with reader_may_leave(), target as out:
+            (write_run_log_line if as_jsonl else write_run_log)(out, store, record)
         return
     if not as_jsonl:
         fail("exporting many runs writes one JSON object per line: add --jsonl", 2)
@@ -354,8 +363,8 @@ def export(
         limit=None,
         oldest_first=True,
     )
-    with target as out:
-        for record in list(iter_history(store, flt)):
+    with reader_may_leave(), target as out:
+        for record in iter_history(store, flt):  # streamed: memory stays flat in the run count
             write_run_log_line(out, store, record)
 
 
@@ -394,8 +403,24 @@ def sql(
     with run_query(
         open_store(db), text, params, timeout_s=parse_duration(timeout, "--timeout")
     ) as result:
-        columns = [Column(name, name) for name in result.columns]
-        emit((dict(zip(result.columns, row)) for row in result.rows), columns, fmt)
+        keys = _unique_names(result.columns)
+        columns = [Column(key, key) for key in keys]
+        emit((dict(zip(keys, row)) for row in result.rows), columns, fmt)
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """``select * from runs join events ...`` has two ``id`` columns; the second becomes ``id_2``
+    instead of overwriting the first."""
+    seen: set[str] = set()
+    unique = []
+    for name in names:
+        key, n = name, 1
+        while key in seen:
+            n += 1
+            key = f"{name}_{n}"
+        seen.add(key)
+        unique.append(key)
+    return unique
 
 
 def _named_params(words: list[str]) -> dict[str, str]:

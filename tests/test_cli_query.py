@@ -1,0 +1,562 @@
+"""The query commands as a user types them: history, show, stats, check, export.
+
+Each command answers in every format: aligned text (what a pipe gets; the rich table needs a
+terminal), --json, --jsonl and --csv. Read-only tests share one store per backend (the handful of
+runs from test_queries); tests that write make their own.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from conftest import REPO, SAMPLE_INPUT, Cli
+from test_queries import (
+    BACKENDS,
+    NEWEST_FIRST,
+    NOW,
+    Handful,
+    expected_stats,
+    fresh_store,
+    handful_store,
+    insert_runs,
+    known_runs,
+    record_handful,
+    snapshot,
+)
+
+from runstore.logger import RunLogger
+from runstore.queries import stats
+from runstore.schema import NOT_COMPLETED_STATUSES
+from runstore.store import Store
+
+MACHINE_KEYS = [
+    "run_id", "job", "status", "started_at", "finished_at", "duration_ms", "items_total",
+    "items_ok", "items_failed", "warning_count", "error_count", "exit_code", "error_summary",
+    "host",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def handful(request, tmp_path_factory) -> Iterator[Handful]:
+    """The handful of runs (see test_queries), built once per backend; tests only read it."""
+    yield from handful_store(request, tmp_path_factory)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def scratch(request, tmp_path_factory) -> Iterator[str]:
+    """One store per backend for tests that add runs with ids of their own."""
+    yield from fresh_store(request, tmp_path_factory)
+
+
+@pytest.fixture
+def qcli(handful: Handful) -> Cli:
+    """The handful on each backend: for answers that SQL computes."""
+    return Cli(handful.db)
+
+
+@pytest.fixture(scope="module")
+def lite_handful(tmp_path_factory) -> Handful:
+    return record_handful(str(tmp_path_factory.mktemp("lite") / "store.db"),
+                          tmp_path_factory.mktemp("lite-files"))  # fmt: skip
+
+
+@pytest.fixture
+def lcli(lite_handful: Handful) -> Cli:
+    """The handful on SQLite only: for formatting and option parsing, the same on every backend."""
+    return Cli(lite_handful.db)
+
+
+def ok(result: Any) -> str:
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert result.stderr == ""
+    return result.stdout
+
+
+def usage_error(result: Any, *fragments: str) -> str:
+    """A malformed value: exit 2, nothing on stdout, the message on stderr naming what is wrong."""
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr
+    return result.stderr
+
+
+def one_error_line(result: Any, code: int = 1) -> str:
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0].removeprefix("Error: ")
+
+
+def text_table(out: str) -> tuple[str, list[str]]:
+    lines = out.splitlines()
+    return lines[0], lines[1:]
+
+
+def jsonl(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def run_ids(rows: list[dict[str, Any]]) -> list[str]:
+    return [r["run_id"] for r in rows]
+
+
+# -- history --------------------------------------------------------------------------------------
+
+
+def test_history_text_is_aligned_with_humane_values(lcli):
+    header, lines = text_table(ok(lcli("history")))
+    assert header.split() == ["RUN", "JOB", "STATUS", "STARTED", "DURATION", "ITEMS", "WARN/ERR",
+                              "EXIT"]  # fmt: skip
+    assert [line.split()[0] for line in lines] == NEWEST_FIRST
+    starts = {name: header.index(name) for name in ("RUN", "JOB", "STATUS", "STARTED")}
+    ends = {name: header.index(name) + len(name) for name in ("DURATION", "ITEMS", "WARN/ERR")}
+    rows = {}
+    for line in lines:
+        run_id = line.split()[0]
+        rows[run_id] = line
+        for name, at in starts.items():  # left-aligned columns start under their header
+            assert line[at] != " " and (at == 0 or line[at - 1] == " "), (name, line)
+        for name, at in ends.items():  # numbers and durations end under their header
+            if not line[at - len(name) : at].strip():
+                continue  # no value (a run without a duration)
+            assert line[at - 1] != " " and (at == len(line) or line[at] == " "), (name, line)
+    assert " 1.5s " in rows["etl-ok"] and " 2 " in rows["etl-ok"] and " 1/0 " in rows["etl-ok"]
+    assert " 4.0s " in rows["etl-fail"] and " 1/1 " in rows["etl-fail"]
+    assert " 1/2 " in rows["etl-fail"]  # items: ok/total when some failed
+    assert " 200ms " in rows["bk-cancel"] and rows["bk-cancel"].endswith(" 143")
+    assert " running 10m" in rows["bk-live"]
+    local_start = (NOW - timedelta(hours=3)).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    assert local_start in rows["etl-ok"]  # local time, not UTC
+
+
+def test_history_json_carries_raw_values(qcli, handful):
+    rows = qcli.json("history")
+    assert run_ids(rows) == NEWEST_FIRST
+    assert all(list(r) == MACHINE_KEYS for r in rows)
+    by_id = {r["run_id"]: r for r in rows}
+    etl_ok = by_id["etl-ok"]
+    assert etl_ok["duration_ms"] == 1500
+    assert etl_ok["status"] == "completed" and etl_ok["exit_code"] == 0
+    started = datetime.fromisoformat(etl_ok["started_at"])
+    assert started == NOW - timedelta(hours=3) and started.utcoffset() == timedelta(0)
+    assert etl_ok["started_at"].endswith("+00:00")
+    assert by_id["bk-live"]["duration_ms"] is None and by_id["bk-live"]["finished_at"] is None
+    assert by_id["etl-fail"]["error_summary"] == "boom"
+    assert by_id["lines-sample"]["items_total"] == 9
+
+
+def test_history_jsonl_and_csv_say_what_json_says(lcli):
+    as_json = lcli.json("history")
+    assert jsonl(ok(lcli("history", "--jsonl"))) == as_json
+    reader = csv.DictReader(io.StringIO(ok(lcli("history", "--csv"))))
+    assert reader.fieldnames == MACHINE_KEYS
+    as_csv = list(reader)
+    assert len(as_csv) == len(as_json)
+    for from_csv, from_json in zip(as_csv, as_json):
+        assert from_csv == {k: "" if v is None else str(v) for k, v in from_json.items()}
+
+
+def test_history_failed_lists_exactly_the_runs_that_did_not_complete(qcli, handful):
+    result = qcli("history", "--failed", "--json")
+    rows = json.loads(ok(result))
+    assert set(run_ids(rows)) == handful.not_completed()
+    assert {"etl-fail", "bk-cancel", "bk-abandon"} <= set(run_ids(rows))
+    assert all(r["status"] in NOT_COMPLETED_STATUSES for r in rows)
+    every = {r["run_id"] for r in qcli.json("history", "--limit", "100")}
+    assert every - set(run_ids(rows)) == {
+        rid for rid, st in handful.statuses.items() if st in ("completed", "running")
+    }
+    _, lines = text_table(ok(qcli("history", "--failed")))
+    assert [line.split()[0] for line in lines] == run_ids(rows)
+    assert run_ids(jsonl(ok(qcli("history", "--failed", "--jsonl")))) == run_ids(rows)
+
+
+def test_history_status_and_job_filters(qcli):
+    got = qcli.json("history", "--status", "failed,cancelled")
+    assert run_ids(got) == ["bk-cancel", "etl-fail"]
+    assert run_ids(qcli.json("history", "--status", "running")) == ["bk-live"]
+    assert run_ids(qcli.json("history", "--failed", "--status", "completed,cancelled")) == [
+        "bk-cancel"
+    ]
+    assert qcli.json("history", "--failed", "--status", "completed") == []
+    assert run_ids(qcli.json("history", "--job", "etl")) == ["etl-fail", "etl-ok"]
+    both = qcli.json("history", "--job", "etl", "-j", "process-lines")
+    assert run_ids(both) == ["lines-sample", "lines-empty", "etl-fail", "etl-ok"]
+
+
+@pytest.mark.parametrize(
+    ("since", "expected"),
+    [
+        ("30m", ["bk-live", "lines-sample", "lines-empty"]),
+        ("12h", NEWEST_FIRST[:-1]),
+        ("7d", NEWEST_FIRST),
+        ("2w", NEWEST_FIRST),
+        ("yesterday", NEWEST_FIRST[:-1]),
+    ],
+)
+def test_history_since_accepts_relative_ages_and_days(lcli, since, expected):
+    # NOW is when the runs were placed; a test running a minute later only shifts the edges
+    # by a minute, and no run starts within a minute of an edge here.
+    assert run_ids(lcli.json("history", "--since", since)) == expected
+
+
+def test_history_since_today_is_local_midnight(lcli):
+    midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0).astimezone()
+    every = lcli.json("history")
+    expected = [r["run_id"] for r in every if datetime.fromisoformat(r["started_at"]) >= midnight]
+    assert run_ids(lcli.json("history", "--since", "today")) == expected
+
+
+def test_history_since_and_until_take_iso_times(qcli):
+    since = (NOW - timedelta(hours=2, minutes=30)).isoformat()
+    until = (NOW - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    got = qcli.json("history", "--since", since, "--until", until)
+    assert run_ids(got) == ["bk-cancel", "etl-fail"]
+    day_after = (NOW + timedelta(days=2)).date().isoformat()
+    assert run_ids(qcli.json("history", "--until", day_after)) == NEWEST_FIRST
+    assert qcli.json("history", "--since", day_after) == []
+
+
+def test_history_duration_limit_and_paging_options(lcli):
+    assert run_ids(lcli.json("history", "--min-duration", "1s")) == ["etl-fail", "etl-ok"]
+    assert run_ids(lcli.json("history", "--max-duration", "300ms")) == ["lines-empty", "bk-cancel"]
+    assert run_ids(lcli.json("history", "--min-duration", "0.5s", "--max-duration", "2s")) == [
+        "lines-sample", "etl-ok",
+    ]  # fmt: skip
+    assert run_ids(lcli.json("history", "--limit", "2")) == NEWEST_FIRST[:2]
+    assert run_ids(lcli.json("history", "-n", "3", "--offset", "2")) == NEWEST_FIRST[2:5]
+    assert lcli.json("history", "--offset", "50") == []
+
+
+def test_history_with_nothing_to_show(lcli):
+    assert lcli.json("history", "--job", "nope") == []
+    assert ok(lcli("history", "--job", "nope", "--jsonl")) == ""
+    assert ok(lcli("history", "--job", "nope", "--csv")).splitlines() == [",".join(MACHINE_KEYS)]
+    header, lines = text_table(ok(lcli("history", "--job", "nope")))
+    assert header.startswith("RUN") and lines == []
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--since", "last tuesday"], ["--since", "30m", "12h", "7d", "2w", "today", "ISO"]),
+        (["--until", "soon"], ["--until", "today", "yesterday"]),
+        (["--since", "7"], ["--since", "7d"]),
+        (["--min-duration", "fast"], ["--min-duration", "5s", "2m", "500ms"]),
+        (["--max-duration", "-1s"], ["--max-duration", "5s"]),
+        (["--status", "done"], ["unknown status done", "completed", "failed"]),
+        (["--limit", "-1"], ["--limit"]),
+        (["--json", "--csv"], ["--json", "--csv"]),
+    ],
+)
+def test_history_malformed_values_are_usage_errors(sqlite_cli, args, fragments):
+    usage_error(sqlite_cli("history", *args), *fragments)
+
+
+# -- show -----------------------------------------------------------------------------------------
+
+
+def test_show_text_gives_fields_then_the_timeline(lcli):
+    out = ok(lcli("show", "etl-ok"))
+    fields, _, timeline = out.partition("\n\n")
+    values = dict(line.split(None, 1) for line in fields.splitlines())
+    assert values["run_id"] == "etl-ok" and values["job"] == "etl"
+    assert values["status"] == "completed" and values["duration_ms"] == "1.5s"
+    assert values["error_count"] == "0" and values["warning_count"] == "1"
+    assert "id" not in values and "error_summary" not in values  # hidden, and empty
+    header, events = text_table(timeline)
+    assert header.split() == ["SEQ", "TIME", "LEVEL", "TYPE", "MESSAGE", "DATA"]
+    kinds = [line.split()[4] for line in events]
+    assert kinds == ["run_started", "item_processed", "trace", "item_processed", "warning",
+                     "run_finished"]  # fmt: skip
+    assert "slow source" in events[4] and '"seconds": 12' in events[4]
+
+
+def test_show_json_is_the_run_with_its_events(qcli):
+    doc = qcli.json("show", "etl-fail")
+    assert doc["run_id"] == "etl-fail" and doc["status"] == "failed" and "id" not in doc
+    assert doc["error_summary"] == "boom" and doc["duration_ms"] == 4000
+    assert datetime.fromisoformat(doc["started_at"]) == NOW - timedelta(hours=2)
+    types = [e["event_type"] for e in doc["events"]]
+    assert types == ["run_started", "item_processed", "item_failed", "error", "run_finished"]
+    error = doc["events"][3]
+    assert error["level"] == "error" and error["message"] == "boom"
+    assert error["data"] == {"message": "boom", "where": "load"}
+    assert [e["seq"] for e in doc["events"]] == [1, 2, 3, 4, 5]
+
+
+def test_show_jsonl_and_csv_list_the_events(lcli):
+    events = lcli.json("show", "etl-ok")["events"]
+    assert jsonl(ok(lcli("show", "etl-ok", "--jsonl"))) == events
+    rows = list(csv.DictReader(io.StringIO(ok(lcli("show", "etl-ok", "--csv")))))
+    assert [r["event_type"] for r in rows] == [e["event_type"] for e in events]
+    assert json.loads(rows[4]["data"]) == {"message": "slow source", "seconds": 12}
+
+
+def test_show_finds_a_run_by_a_unique_prefix(qcli):
+    assert qcli.json("show", "lines-s")["run_id"] == "lines-sample"
+    assert qcli.json("show", "bk-l")["run_id"] == "bk-live"
+
+
+def test_show_ambiguous_prefix_lists_the_candidates(qcli):
+    message = one_error_line(qcli("show", "etl"))
+    assert "'etl' matches 2 runs" in message
+    assert "etl-ok" in message and "etl-fail" in message
+
+
+def test_show_unknown_run_is_one_error_line(qcli):
+    result = qcli("show", "no-such-run")
+    assert one_error_line(result) == "no run matches 'no-such-run'"
+    assert result.stdout == ""
+
+
+def test_show_filters_events_by_level_type_and_tail(lcli):
+    def types(*args: str) -> list[str]:
+        return [e["event_type"] for e in lcli.json("show", "etl-ok", *args)["events"]]
+
+    assert types("--level", "warning") == ["warning"]
+    assert types("--level", "debug") == types() and "trace" in types()
+    assert "trace" not in types("--level", "info")
+    assert types("--type", "item_processed") == ["item_processed", "item_processed"]
+    assert types("-t", "warning", "-t", "run_started") == ["run_started", "warning"]
+    assert types("--tail", "2") == ["warning", "run_finished"]
+    assert types("--tail", "1", "--type", "item_processed") == ["item_processed"]
+    _, lines = text_table(ok(lcli("show", "etl-ok", "--tail", "1")).partition("\n\n")[2])
+    assert len(lines) == 1 and "run_finished" in lines[0]
+
+
+def test_show_last_is_the_newest_run(qcli):
+    assert qcli.json("show", "--last")["run_id"] == NEWEST_FIRST[0]
+    out = ok(qcli("show", "--last"))
+    assert "running (for 10m" in out  # a live run says how long it has been going
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["etl-ok", "--last"], ["etl-ok", "--level", "loud"], ["etl-ok", "--tail", "0"]]
+)
+def test_show_usage_errors(sqlite_cli, args):
+    with RunLogger(job="etl", run_id="etl-ok", db=sqlite_cli.db):
+        pass
+    usage_error(sqlite_cli("show", *args))
+
+
+def test_show_last_on_an_empty_store(sqlite_cli):
+    assert one_error_line(sqlite_cli("show", "--last")) == "the store has no runs yet"
+
+
+# -- stats ----------------------------------------------------------------------------------------
+
+
+def _stats_comparable(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("last_started_at", "last_success_at"):
+        if out[key] is not None:
+            out[key] = datetime.fromisoformat(out[key])
+    return out
+
+
+def test_stats_json_is_the_library_answer(qcli, handful):
+    got = qcli.json("stats")
+    want = stats(Store.open(handful.db))
+    assert [_stats_comparable(r) for r in got] == want
+    etl = got[[r["job"] for r in got].index("etl")]
+    assert (etl["p50_ms"], etl["p95_ms"], etl["max_ms"], etl["failure_rate"]) == (
+        1500, 4000, 4000, 0.5,
+    )  # fmt: skip
+
+
+def test_stats_text_jsonl_and_csv(lcli):
+    header, lines = text_table(ok(lcli("stats")))
+    assert header.split()[:8] == ["JOB", "RUNS", "OK", "FAILED", "FAIL%", "P50", "P95", "MAX"]
+    rows = {line.split()[0]: line.split() for line in lines}
+    assert set(rows) == {"backup", "etl", "process-lines"}
+    assert rows["etl"][1:8] == ["2", "1", "1", "50.0", "1.5s", "4.0s", "4.0s"]
+    assert rows["backup"][4] == "100.0"
+    as_json = lcli.json("stats")
+    assert jsonl(ok(lcli("stats", "--jsonl"))) == as_json
+    from_csv = list(csv.DictReader(io.StringIO(ok(lcli("stats", "--csv")))))
+    assert [r["job"] for r in from_csv] == [r["job"] for r in as_json]
+    assert from_csv[1]["failure_rate"] == "0.5" and from_csv[1]["p95_ms"] == "4000"
+
+
+def test_stats_job_and_since(qcli):
+    assert [r["job"] for r in qcli.json("stats", "--job", "etl")] == ["etl"]
+    assert [r["job"] for r in qcli.json("stats", "-j", "etl", "-j", "backup")] == ["backup", "etl"]
+    recent = qcli.json("stats", "--since", "1h")
+    assert [r["job"] for r in recent] == ["backup", "process-lines"]  # etl ran 2-3 hours ago
+    backup = recent[0]
+    assert (backup["runs"], backup["failed"], backup["running"]) == (2, 1, 1)  # not bk-abandon
+    assert qcli.json("stats", "--job", "nope") == []
+    usage_error(qcli("stats", "--since", "a while"), "--since", "7d")
+
+
+def test_stats_percentiles_through_the_command(sqlite_cli):
+    rows = known_runs(seed=11)
+    insert_runs(sqlite_cli.db, rows)
+    got = {r["job"]: r for r in sqlite_cli.json("stats")}
+    for job, want in expected_stats(rows).items():
+        for key in ("runs", "completed", "failed", "p50_ms", "p95_ms", "max_ms", "failure_streak"):
+            assert got[job][key] == want[key], (job, key)
+
+
+# -- check ----------------------------------------------------------------------------------------
+
+
+def test_check_healthy_exits_zero(qcli):
+    out = ok(qcli("check", "process-lines", "--max-age", "1h"))
+    assert out.startswith("ok: process-lines: last run lines-sample completed ")
+    assert out.count("\n") == 1
+    assert ok(qcli("check", "process-lines", "--max-age", "1h", "--quiet")) == ""
+    assert ok(qcli("check", "process-lines", "--max-age", "1h", "--max-duration", "1h")) != ""
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["ghost", "--max-age", "26h"], "job 'ghost' has never run"),
+        (["etl", "--max-age", "26h"], "last run etl-fail of etl failed (exit 1): boom"),
+        (["process-lines", "--max-age", "5m"], "last successful run of process-lines finished "),
+        (["backup", "--max-duration", "5m"], "run bk-live of backup has been running for 10m"),
+        (["backup", "--max-age", "26h"], "last run bk-cancel of backup cancelled (exit 143)"),
+    ],
+)
+def test_check_unhealthy_exits_one_with_a_reason(qcli, args, reason):
+    result = qcli("check", *args)
+    assert one_error_line(result, 1).startswith(reason)
+    assert result.stdout == ""
+
+
+def test_check_malformed_limits_are_usage_errors(sqlite_cli):
+    usage_error(sqlite_cli("check", "etl", "--max-age", "a day"), "--max-age", "5s")
+    usage_error(sqlite_cli("check", "etl", "--max-duration", "long"), "--max-duration")
+    usage_error(sqlite_cli("check"))
+
+
+# -- export ---------------------------------------------------------------------------------------
+
+
+def test_export_equals_the_run_log_written_at_finish(scratch, tmp_path):
+    cli = Cli(scratch)
+    log = tmp_path / "run_log.json"
+    result = cli("run", "--input", str(SAMPLE_INPUT), "--output", str(tmp_path / "p.json"),
+                 "--log", str(log), "--run-id", "rt-sample")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    exported = ok(cli("export", "rt-sample"))
+    assert json.loads(exported) == json.loads(log.read_text())
+    assert len(json.loads(exported)["events"]) == json.loads(exported)["event_count"]
+
+
+def test_export_round_trip_of_a_failed_run_with_odd_data(scratch, tmp_path):
+    cli = Cli(scratch)
+    log = tmp_path / "failed.json"
+    with (
+        pytest.raises(RuntimeError),
+        RunLogger(job="odd", run_id="odd-1", db=scratch, log_path=log) as run,
+    ):
+        run.log_event("item_processed", {"text": "naïve — ünïcödé ✓", "n": [1, 2.5, None]})
+        run.log_warning('quote " and \\ backslash', path="C:\\tmp")
+        run.log_event("custom", {"nested": {"deep": {"x": True}}}, level="debug")
+        raise RuntimeError("it broke")
+    written = json.loads(log.read_text(encoding="utf-8"))
+    assert written["status"] == "failed"
+    assert json.loads(ok(cli("export", "odd-1"))) == written
+    assert json.loads(ok(cli("export", "odd-"))) == written  # a prefix is enough here too
+
+
+def test_export_to_a_file_is_atomic_and_private(sqlite_cli, tmp_path):
+    result = sqlite_cli("run", "--input", str(SAMPLE_INPUT), "--output", str(tmp_path / "p.json"),
+                 "--run-id", "rt-3")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out_dir = tmp_path / "exports"
+    out_dir.mkdir()
+    target = out_dir / "run_log.json"
+    target.write_text("old content")
+    target.chmod(0o644)
+    assert ok(sqlite_cli("export", "rt-3", "-o", str(target))) == ""
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert json.loads(target.read_text())["run_id"] == "rt-3"
+    assert json.loads(target.read_text()) == json.loads(ok(sqlite_cli("export", "rt-3")))
+    assert sorted(p.name for p in out_dir.iterdir()) == ["run_log.json"]  # no temporary left
+    # an unknown run writes nothing at all
+    missing = out_dir / "missing.json"
+    one_error_line(sqlite_cli("export", "nope", "--output", str(missing)))
+    assert sorted(p.name for p in out_dir.iterdir()) == ["run_log.json"]
+
+
+def test_export_many_runs_as_json_lines(qcli, handful):
+    lines = jsonl(ok(qcli("export", "--since", "7d", "--jsonl")))
+    assert [d["run_id"] for d in lines] == list(reversed(NEWEST_FIRST))  # oldest first
+    for doc in lines:
+        assert len(doc["events"]) == doc["event_count"], doc["run_id"]
+        assert [e["seq"] for e in doc["events"]] == list(range(1, doc["event_count"] + 1))
+        assert json.loads(ok(qcli("export", doc["run_id"]))) == doc
+    recent = jsonl(ok(qcli("export", "--since", "1h", "--job", "backup", "--jsonl")))
+    assert [d["run_id"] for d in recent] == ["bk-cancel", "bk-live"]
+    assert [d["run_id"] for d in jsonl(ok(qcli("export", "-j", "etl", "--jsonl")))] == [
+        "etl-ok", "etl-fail",
+    ]  # fmt: skip
+
+
+def test_export_one_run_as_one_json_line(lcli):
+    out = ok(lcli("export", "etl-ok", "--jsonl"))
+    assert out.count("\n") == 1
+    assert json.loads(out) == json.loads(ok(lcli("export", "etl-ok")))
+
+
+def test_export_many_to_a_file(lcli, tmp_path):
+    target = tmp_path / "week.jsonl"
+    assert ok(lcli("export", "--since", "7d", "--jsonl", "-o", str(target))) == ""
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert len(target.read_text().splitlines()) == len(NEWEST_FIRST)
+
+
+def test_export_usage_errors(sqlite_cli):
+    assert "give a run id" in one_error_line(sqlite_cli("export"), 2)
+    assert "add --jsonl" in one_error_line(sqlite_cli("export", "--since", "7d"), 2)
+    usage_error(sqlite_cli("export", "--since", "a week", "--jsonl"), "--since", "7d")
+
+
+def test_queries_change_nothing(qcli, handful):
+    before = snapshot(handful.db)
+    for args in (["history", "--failed"], ["show", "etl-ok"], ["stats"], ["check", "etl"],
+                 ["export", "--since", "7d", "--jsonl"]):  # fmt: skip
+        qcli(*args)
+    assert snapshot(handful.db) == before
+
+
+# -- a real pipe ----------------------------------------------------------------------------------
+
+
+def test_history_into_head_ends_quietly(sqlite_db, tmp_path):
+    """`runstore history | head -1`: the reader leaves early; no traceback, no error, exit 0."""
+    started = datetime.now(timezone.utc)
+    insert_runs(
+        sqlite_db,
+        [
+            {"run_id": f"many-{i:05d}", "job": f"job-{i % 7}", "status": "completed",
+             "started_at": started - timedelta(seconds=i), "duration_ms": i}
+            for i in range(4000)
+        ],
+    )  # fmt: skip
+    runstore = f"{sys.executable} -m runstore"
+    script = "; ".join(
+        f'{runstore} history --limit 4000 {fmt} | head -1 > /dev/null; echo "${{PIPESTATUS[0]}}"'
+        for fmt in ("", "--jsonl")
+    )
+    env = {**os.environ, "RUNSTORE_DB": sqlite_db, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)  # fmt: skip
+    assert done.stderr == ""
+    assert done.stdout.split() == ["0", "0"]
