@@ -2,15 +2,17 @@
 
 On SQLite the query runs on a separate connection opened read-only (``mode=ro``), with
 ``PRAGMA query_only``, and an authorizer that allows reading and nothing else: no ATTACH, no
-PRAGMA that sets anything, no extension loading. On PostgreSQL it runs in a READ ONLY
-transaction with a statement timeout, always rolled back.
+PRAGMA that sets anything, no extension loading. On PostgreSQL it must be one statement that
+starts like a query, and it runs in a READ ONLY transaction with a statement timeout, always
+rolled back.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,13 @@ _PRAGMAS_WITH_ARGUMENT = {
     "quick_check", "integrity_check", "foreign_key_check",
 }  # fmt: skip
 _DENIED_FUNCTIONS = {"load_extension", "writefile", "readfile", "edit", "fts3_tokenizer"}
+
+# On a server, what a query may start with (after comments and parentheses). COPY ... TO PROGRAM,
+# DO, CALL, SET or COMMIT are refused before they reach the server.
+_SERVER_QUERY_START = re.compile(
+    r"^(?:\s+|--[^\n]*|/\*.*?\*/|\()*(select|with|values|table|explain|show)\b",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 class QueryError(RunstoreError):
@@ -82,7 +91,9 @@ def _sqlite_query(
     store: Store, sql: str, params: Mapping[str, Any], timeout_s: float
 ) -> Iterator[QueryResult]:
     assert store.path is not None
-    conn = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True, timeout=30)
+    # A store this user cannot write is read as it stands (see engine.sqlite_read_only_url).
+    snapshot = "&immutable=1" if store.read_only else ""
+    conn = sqlite3.connect(f"file:{store.path}?mode=ro{snapshot}", uri=True, timeout=30)
     try:
         conn.execute("PRAGMA query_only=1")
         conn.set_authorizer(_authorizer)
@@ -94,13 +105,17 @@ def _sqlite_query(
             raise _explain(exc, timeout_s) from None
         columns = [d[0] for d in cursor.description or ()]
 
-        def rows() -> Iterator[tuple[Any, ...]]:
+        def rows() -> Generator[tuple[Any, ...], None, None]:
             try:
                 yield from cursor
             except sqlite3.DatabaseError as exc:
                 raise _explain(exc, timeout_s) from None
 
-        yield QueryResult(columns, rows())
+        stream = rows()
+        try:
+            yield QueryResult(columns, stream)
+        finally:
+            stream.close()  # before the connection: a reader that left early (| head) is no error
     finally:
         conn.close()
 
@@ -109,7 +124,8 @@ def _explain(exc: Exception, timeout_s: float) -> QueryError:
     text = str(exc)
     if "interrupted" in text:
         return QueryError(f"query stopped after the {timeout_s:g} s time limit")
-    if "not authorized" in text or "readonly" in text or "read-only" in text:
+    refusals = ("not authorized", "authorization denied", "readonly", "read-only")
+    if any(word in text for word in refusals):
         return QueryError(f"refused: runstore sql is read-only ({text})")
     if "one statement at a time" in text:
         return QueryError("refused: give one statement at a time")
@@ -121,35 +137,55 @@ def _server_query(
     store: Store, sql: str, params: Mapping[str, Any], timeout_s: float
 ) -> Iterator[QueryResult]:
     from sqlalchemy import text
-    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import StatementError
 
+    if not _SERVER_QUERY_START.match(sql):
+        raise QueryError(
+            "refused: runstore sql only runs queries (SELECT, WITH, VALUES, TABLE, EXPLAIN, SHOW)"
+        )
     with store.engine.connect() as conn:
+        raw: Any = conn.connection.driver_connection
+        threshold = getattr(raw, "prepare_threshold", False)
+        if threshold is not False:
+            # psycopg 3 sends a query without parameters by the simple protocol, which runs
+            # "select 1; commit; delete from runs" as three statements, the last one outside
+            # the read-only transaction. A prepared statement is always exactly one.
+            raw.prepare_threshold = 0
+        elif ";" in sql.strip().rstrip(";"):
+            raise QueryError("refused: give one statement at a time (no ; inside it)")
         trans = conn.begin()
         try:
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
             try:
                 result = conn.execute(text(sql), dict(params))
-            except DBAPIError as exc:
+            except StatementError as exc:
                 raise _explain_server(exc, timeout_s) from None
             if not result.returns_rows:
                 raise QueryError("refused: runstore sql only runs queries that return rows")
             columns = list(result.keys())
 
-            def rows() -> Iterator[tuple[Any, ...]]:
+            def rows() -> Generator[tuple[Any, ...], None, None]:
                 try:
                     for row in result:
                         yield tuple(row)
-                except DBAPIError as exc:
+                except StatementError as exc:
                     raise _explain_server(exc, timeout_s) from None
 
-            yield QueryResult(columns, rows())
+            stream = rows()
+            try:
+                yield QueryResult(columns, stream)
+            finally:
+                stream.close()
         finally:
             trans.rollback()
+            if threshold is not False:
+                raw.prepare_threshold = threshold
 
 
 def _explain_server(exc: Exception, timeout_s: float) -> QueryError:
-    text = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    text = text.split(" (Background on this error")[0]
     if "statement timeout" in text:
         return QueryError(f"query stopped after the {timeout_s:g} s time limit")
     if "read-only transaction" in text:

@@ -1,0 +1,427 @@
+"""``runstore sql``: ad hoc queries in every format, read-only for real, with a time limit; the
+documented views; the README's example queries run against a real store."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, Cli
+from test_queries import (
+    BACKENDS,
+    NOW,
+    Handful,
+    handful_store,
+    insert_runs,
+    record_handful,
+    snapshot,
+)
+
+from runstore import engine as engines
+from runstore.adhoc import QueryError, run_query
+from runstore.store import Store
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def handful(request, tmp_path_factory) -> Iterator[Handful]:
+    """The handful of runs (see test_queries), built once per backend."""
+    yield from handful_store(request, tmp_path_factory)
+
+
+@pytest.fixture
+def qcli(handful: Handful) -> Cli:
+    return Cli(handful.db)
+
+
+@pytest.fixture
+def lite(sqlite_db: str, tmp_path: Path) -> Handful:
+    """The handful in a SQLite file of this test's own, for tests that check its bytes."""
+    return record_handful(sqlite_db, tmp_path)
+
+
+def ok(result: Any) -> str:
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert result.stderr == ""
+    return result.stdout
+
+
+def refused(result: Any) -> str:
+    """Exit 1, nothing on stdout, one ``Error: refused ...`` line."""
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: refused"), lines[0]
+    return lines[0]
+
+
+def as_utc(value: Any) -> datetime:
+    """A time as a view returns it: timestamptz on PostgreSQL, UTC text on SQLite."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+# -- queries that work ----------------------------------------------------------------------------
+
+QUERY = "select run_id, job, status, duration_ms from runs where job = :job order by started_at"
+
+
+def test_select_with_a_parameter_in_every_format(qcli):
+    expected = [
+        {"run_id": "etl-ok", "job": "etl", "status": "completed", "duration_ms": 1500},
+        {"run_id": "etl-fail", "job": "etl", "status": "failed", "duration_ms": 4000},
+    ]
+    assert qcli.json("sql", QUERY, "-p", "job=etl") == expected
+    lines = ok(qcli("sql", QUERY, "--param", "job=etl", "--jsonl")).splitlines()
+    assert [json.loads(line) for line in lines] == expected
+    from_csv = list(csv.DictReader(io.StringIO(ok(qcli("sql", QUERY, "-p", "job=etl", "--csv")))))
+    assert from_csv == [{k: str(v) for k, v in row.items()} for row in expected]
+    text = ok(qcli("sql", QUERY, "-p", "job=etl")).splitlines()
+    assert text[0].split() == ["run_id", "job", "status", "duration_ms"]
+    assert [line.split() for line in text[1:]] == [
+        ["etl-ok", "etl", "completed", "1500"], ["etl-fail", "etl", "failed", "4000"],
+    ]  # fmt: skip
+    assert text[0].index(" job ") == text[1].index(" etl ")  # aligned
+
+
+def test_query_from_stdin_and_several_parameters(qcli):
+    sql = "select count(*) as n from runs where job = :job and status = :status\n"
+    got = qcli("sql", "-", "-p", "job=backup", "-p", ":status=cancelled", "--json", input=sql)
+    assert json.loads(ok(got)) == [{"n": 1}]
+
+
+def test_parameters_compare_with_numbers(qcli):
+    got = qcli.json("sql", "select run_id from runs where duration_ms > :ms order by run_id",
+                    "-p", "ms=1000")  # fmt: skip
+    assert [r["run_id"] for r in got] == ["etl-fail", "etl-ok"]
+
+
+def test_json_values_and_times_come_out_raw(qcli):
+    rows = qcli.json(
+        "sql",
+        "select e.data, r.started_at from events e join runs r on r.id = e.run_pk "
+        "where r.run_id = 'etl-fail' and e.level = 'error'",
+    )
+    data = rows[0]["data"]
+    assert (json.loads(data) if isinstance(data, str) else data) == {"message": "boom",
+                                                                     "where": "load"}  # fmt: skip
+    assert as_utc(rows[0]["started_at"]) == NOW - timedelta(hours=2)
+
+
+def test_duplicate_column_names_keep_both_values(qcli):
+    got = qcli.json("sql", "select r.id, e.id, e.seq from runs r join events e on e.run_pk = r.id "
+                    "where r.run_id = 'etl-ok' and e.seq = 3")  # fmt: skip
+    assert list(got[0]) == ["id", "id_2", "seq"]
+    assert got[0]["id"] != got[0]["id_2"] or got[0]["id"] == got[0]["seq"]
+    runs_id = qcli.json("sql", "select id from runs where run_id = 'etl-ok'")[0]["id"]
+    assert got[0]["id"] == runs_id
+
+
+def test_a_semicolon_that_ends_the_statement_or_sits_in_a_string_is_fine(qcli):
+    assert qcli.json("sql", "select 1 as one;") == [{"one": 1}]
+    assert qcli.json("sql", "select ';' as s, 'x' as t") == [{"s": ";", "t": "x"}]
+
+
+def test_no_rows_and_errors(qcli):
+    assert qcli.json("sql", "select run_id from runs where 1 = 0") == []
+    assert ok(qcli("sql", "select run_id from runs where 1 = 0", "--csv")) == "run_id\n"
+    result = qcli("sql", "select nope from runs")
+    assert result.exit_code == 1 and result.stderr.startswith("Error: SQL error: ")
+    assert "Traceback" not in result.stderr
+    result = qcli("sql", "select * from runs where job = :job")  # no value given
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_usage_errors(sqlite_cli):
+    for args in (["   "], ["select 1", "-p", "novalue"], ["select 1", "-p", "=x"],
+                 ["select 1", "--timeout", "soon"], ["select 1", "--json", "--jsonl"]):  # fmt: skip
+        result = sqlite_cli("sql", *args)
+        assert result.exit_code == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_library_run_query_yields_columns_and_rows(handful):
+    store = Store.open(handful.db)
+    with run_query(store, "select job, count(*) as n from runs group by job order by job") as got:
+        assert got.columns == ["job", "n"]
+        assert list(got.rows) == [("backup", 3), ("etl", 2), ("process-lines", 2)]
+    with pytest.raises(QueryError, match="refused"), run_query(store, "delete from runs"):
+        pass
+
+
+# -- read-only for real: SQLite -------------------------------------------------------------------
+
+
+def file_state(db: str) -> tuple[str, int]:
+    """The store file's bytes (as a digest) and mtime, with every connection closed first."""
+    engines.dispose_all()
+    path = Path(db)
+    assert not Path(db + "-wal").exists() or Path(db + "-wal").stat().st_size == 0
+    return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
+
+
+WRITES = [
+    "delete from runs",
+    "DELETE FROM events WHERE 1 = 1",
+    "update runs set status = 'completed'",
+    "insert into runs (run_id, job, status, started_at) values ('x', 'x', 'completed', '2026')",
+    "insert into events select * from events",
+    "drop table events",
+    "drop view job_stats",
+    "create table t (x)",
+    "create index ix_t on runs (cwd)",
+    "create temp table t (x)",
+    "alter table runs add column x",
+    "select 1; delete from runs",
+    "select 1; select 2",
+    "with gone as (select 1) delete from runs",
+    "pragma journal_mode=delete",
+    "pragma user_version=5",
+    "pragma query_only=0",
+    "pragma foreign_keys=off",
+    "pragma wal_checkpoint(truncate)",
+    "select load_extension('x')",
+    "vacuum",
+    "vacuum into '/tmp/runstore-test-vacuum.db'",
+    "reindex",
+    "analyze",
+    "begin immediate",
+    "replace into runs (id, run_id, job, status, started_at) select id, run_id, 'x', status, "
+    "started_at from runs",
+]
+
+
+def test_writes_are_refused_and_change_nothing_on_sqlite(lite, tmp_path):
+    cli = Cli(lite.db)
+    before_rows = snapshot(lite.db)
+    before_file = file_state(lite.db)
+    for sql in WRITES:
+        refused(cli("sql", sql))
+    assert snapshot(lite.db) == before_rows
+    assert file_state(lite.db) == before_file
+    assert not Path("/tmp/runstore-test-vacuum.db").exists()
+
+
+def test_attach_is_refused_and_creates_no_file(lite, tmp_path):
+    cli = Cli(lite.db)
+    other = tmp_path / "other.db"
+    before = file_state(lite.db)
+    refused(cli("sql", f"attach database '{other}' as other"))
+    refused(cli("sql", "attach database ':memory:' as m"))
+    refused(cli("sql", "select * from pragma_database_list; attach ':memory:' as m"))
+    assert not other.exists()
+    assert file_state(lite.db) == before
+
+
+def test_reading_pragmas_still_work_and_writing_ones_leave_the_settings(lite):
+    cli = Cli(lite.db)
+    assert cli.json("sql", "pragma journal_mode") == [{"journal_mode": "wal"}]
+    assert cli.json("sql", "pragma user_version") == [{"user_version": 0}]
+    names = [r["name"] for r in cli.json("sql", "pragma table_info(runs)")]
+    assert names[:3] == ["id", "run_id", "job"]
+    refused(cli("sql", "pragma journal_mode=delete"))
+    refused(cli("sql", "pragma user_version=5"))
+    assert cli.json("sql", "pragma journal_mode") == [{"journal_mode": "wal"}]
+    assert cli.json("sql", "pragma user_version") == [{"user_version": 0}]
+
+
+def test_without_the_authorizer_the_connection_still_cannot_write(lite, monkeypatch):
+    """Defence in depth: the file is opened mode=ro with query_only, whatever the authorizer."""
+    import runstore.adhoc as adhoc
+
+    monkeypatch.setattr(adhoc, "_authorizer", lambda *args: sqlite3.SQLITE_OK)
+    before = snapshot(lite.db)
+    for sql in ("delete from runs", "pragma user_version=5", "create table t (x)"):
+        with pytest.raises(QueryError, match="read-only"), run_query(Store.open(lite.db), sql):
+            pass
+    assert snapshot(lite.db) == before
+
+
+# -- read-only for real: PostgreSQL ---------------------------------------------------------------
+
+
+def test_writes_are_refused_and_change_nothing_on_every_backend(qcli, handful):
+    before = snapshot(handful.db)
+    for sql in [
+        "delete from runs",
+        "update runs set status = 'completed'",
+        "insert into runs (run_id, job, status, started_at) "
+        "values ('x', 'x', 'completed', current_timestamp)",
+        "drop table events",
+        "create table t (x int)",
+        "select 1; delete from runs",
+        "select 1; commit; delete from runs",
+        "commit; delete from runs",
+        "commit",
+    ]:
+        refused(qcli("sql", sql))
+    assert snapshot(handful.db) == before
+
+
+def test_server_escapes_are_refused_on_postgres(qcli, handful, tmp_path):
+    if Store.open(handful.db).dialect == "sqlite":
+        pytest.skip("PostgreSQL statements")
+    before = snapshot(handful.db)
+    marker = tmp_path / "program-ran"
+    for sql in [
+        "rollback; delete from runs",
+        "select 1; commit; select pg_sleep(5)",
+        "with gone as (delete from runs returning 1) select count(*) from gone",
+        "select nextval('runs_id_seq')",
+        "select * into t2 from runs",
+        f"copy (select 1) to program 'touch {marker}'",
+        "do $$ begin delete from runs; end $$",
+        "set transaction read write",
+        "truncate runs cascade",
+        "/* comment */ delete from runs",
+    ]:
+        refused(qcli("sql", sql))
+    assert snapshot(handful.db) == before
+    assert not marker.exists()
+
+
+def test_postgres_takes_parameters_leading_comments_explain_and_show(qcli, handful):
+    if Store.open(handful.db).dialect == "sqlite":
+        pytest.skip("PostgreSQL statements")
+    sql = "-- failures\n/* per job */ (select job, count(*) as n from runs where status = :s\n" \
+          "group by job)"  # fmt: skip
+    got = qcli("sql", "-", "-p", "s=failed", "--json", input=sql)
+    assert json.loads(ok(got)) == [{"job": "etl", "n": 1}]
+    assert qcli.json("sql", "explain select 1")[0]
+    assert qcli.json("sql", "show statement_timeout") == [{"statement_timeout": "10s"}]
+
+
+# -- the time limit -------------------------------------------------------------------------------
+
+RUNAWAY = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c"
+
+
+def test_a_runaway_query_is_stopped_by_the_time_limit(qcli):
+    started = time.monotonic()
+    result = qcli("sql", RUNAWAY, "--timeout", "1s")
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1
+    assert result.stderr == "Error: query stopped after the 1 s time limit\n"
+    assert elapsed < 5
+
+
+# -- the documented views -------------------------------------------------------------------------
+
+
+def test_job_stats_view(qcli, handful):
+    rows = {r["job"]: r for r in qcli.json("sql", "select * from job_stats order by job")}
+    assert list(rows) == ["backup", "etl", "process-lines"]
+    assert list(rows["etl"]) == [
+        "job", "runs", "completed", "failed", "running", "failure_rate", "avg_duration_ms",
+        "max_duration_ms", "first_started_at", "last_started_at",
+    ]  # fmt: skip
+    etl = rows["etl"]
+    assert (etl["runs"], etl["completed"], etl["failed"], etl["running"]) == (2, 1, 1, 0)
+    assert etl["failure_rate"] == 0.5
+    assert (etl["avg_duration_ms"], etl["max_duration_ms"]) == (2750, 4000)
+    assert as_utc(etl["first_started_at"]) == NOW - timedelta(hours=3)
+    assert as_utc(etl["last_started_at"]) == NOW - timedelta(hours=2)
+    backup = rows["backup"]
+    assert (backup["runs"], backup["completed"], backup["failed"], backup["running"]) == (
+        3, 0, 2, 1,
+    )  # fmt: skip
+    assert backup["failure_rate"] == 1.0
+    assert (backup["avg_duration_ms"], backup["max_duration_ms"]) == (200, 200)
+    lines = rows["process-lines"]
+    assert lines["runs"] == 2 and lines["max_duration_ms"] == 900
+    assert lines["avg_duration_ms"] == 600
+
+
+def test_job_stats_view_agrees_with_the_stats_command(qcli):
+    view = {r["job"]: r for r in qcli.json("sql", "select * from job_stats")}
+    command = {r["job"]: r for r in qcli.json("stats")}
+    assert set(view) == set(command)
+    for job, row in view.items():
+        for key in ("runs", "completed", "failed", "running", "failure_rate"):
+            assert row[key] == command[job][key], (job, key)
+        assert row["max_duration_ms"] == command[job]["max_ms"]
+
+
+def test_run_summary_view(qcli):
+    rows = qcli.json("sql", "select * from run_summary order by started_at")
+    assert [r["run_id"] for r in rows] == ["bk-abandon", "etl-ok", "etl-fail", "bk-cancel",
+                                           "lines-empty", "lines-sample", "bk-live"]  # fmt: skip
+    assert list(rows[0]) == [
+        "run_id", "job", "status", "started_at", "finished_at", "duration_ms", "duration_s",
+        "exit_code", "items_total", "items_ok", "items_failed", "warning_count", "error_count",
+        "event_count", "error_summary", "host", "username", "command",
+    ]  # fmt: skip
+    by_id = {r["run_id"]: r for r in rows}
+    assert by_id["etl-ok"]["duration_s"] == 1.5 and by_id["etl-ok"]["duration_ms"] == 1500
+    assert by_id["bk-cancel"]["duration_s"] == 0.2
+    assert by_id["bk-live"]["duration_s"] is None
+    assert by_id["etl-fail"]["error_summary"] == "boom" and by_id["etl-fail"]["error_count"] == 1
+    assert by_id["lines-sample"]["items_total"] == 9
+    assert by_id["etl-ok"]["event_count"] == 6
+    assert as_utc(by_id["etl-ok"]["started_at"]) == NOW - timedelta(hours=3)
+
+
+def test_run_summary_rounds_to_milliseconds(cli, db):
+    insert_runs(db, [{"run_id": "r", "job": "j", "status": "completed",
+                      "started_at": NOW, "duration_ms": 12_345}])  # fmt: skip
+    assert cli.json("sql", "select duration_s from run_summary") == [{"duration_s": 12.345}]
+
+
+# -- the README's examples ------------------------------------------------------------------------
+
+
+def readme_queries() -> list[str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Ad hoc SQL", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sql\n(.*?)```", section, re.DOTALL)
+
+
+def test_the_readme_has_at_least_five_example_queries():
+    assert len(readme_queries()) >= 5
+
+
+@pytest.mark.parametrize("query", readme_queries())
+def test_readme_examples_run_against_a_real_store(query, lite):
+    # the examples are SQLite syntax (the README says how to write them on PostgreSQL)
+    cli = Cli(lite.db)
+    rows = cli.json("sql", query)
+    assert rows, query  # every example finds something in the handful of runs
+
+
+# -- a real pipe ----------------------------------------------------------------------------------
+
+
+def test_sql_into_head_ends_quietly(sqlite_db, tmp_path):
+    """`runstore sql ... | head -1`: no traceback, no "Exception ignored", exit 0."""
+    started = datetime.now(timezone.utc)
+    insert_runs(
+        sqlite_db,
+        [
+            {"run_id": f"many-{i:05d}", "job": "j", "status": "completed",
+             "started_at": started - timedelta(seconds=i)}
+            for i in range(4000)
+        ],
+    )  # fmt: skip
+    script = (
+        f'{sys.executable} -m runstore sql "select * from runs" | head -1 > /dev/null; '
+        'echo "${PIPESTATUS[0]}"'
+    )
+    env = {**os.environ, "RUNSTORE_DB": sqlite_db, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=60)  # fmt: skip
+    assert done.stderr == ""
+    assert done.stdout.split() == ["0"]
