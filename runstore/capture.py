@@ -63,8 +63,8 @@ class _LineBuilder:
     def add(self, data: bytes | bytearray, start: int = 0, end: int | None = None) -> None:
         end = len(data) if end is None else end
         room = self.limit - len(self.kept)
-        if room > 0:
-            self.kept += data[start : min(end, start + room)]
+        if room > 0 and end > start:
+            self.kept += memoryview(data)[start : min(end, start + room)]
         self.length += end - start
 
 
@@ -100,49 +100,64 @@ class OutputCapture:
 
     # -- feeding ---------------------------------------------------------------------------------
 
-    def feed(self, stream: str, data: bytes) -> list[Line]:
-        """Account for a chunk of ``stream``; return the head lines it completes."""
-        if not data:
+    def feed(self, stream: str, data: bytes | bytearray, size: int | None = None) -> list[Line]:
+        """Account for ``data[:size]`` of ``stream``; return the head lines it completes.
+
+        ``data`` may be a buffer the caller reuses: whatever is kept is copied.
+        """
+        end = len(data) if size is None else size
+        if end == 0:
             return []
-        newlines = data.count(b"\n")
+        newlines = data.count(b"\n", 0, end)
         self.lines[stream] += newlines
-        self.bytes[stream] += len(data)
-        self._ends_without_newline[stream] = data[-1:] != b"\n"
+        self.bytes[stream] += end
+        self._ends_without_newline[stream] = data[end - 1] != 10  # b"\n"
         if self._in_head:
-            return self._feed_head(stream, data, newlines)
-        self._feed_tail(stream, data, 0, newlines)
+            return self._feed_head(stream, data, end, newlines)
+        self._feed_tail(stream, data, 0, end, newlines)
         return []
 
-    def _feed_head(self, stream: str, data: bytes, newlines: int) -> list[Line]:
+    def _feed_head(
+        self, stream: str, data: bytes | bytearray, end: int, newlines: int
+    ) -> list[Line]:
         partial = self._partial[stream]
         out: list[Line] = []
         pos = 0
         for _ in range(min(newlines, self.head_lines - self.head_count)):
-            end = data.index(b"\n", pos)
-            partial.add(data, pos, end)
+            line_end = data.index(b"\n", pos, end)
+            partial.add(data, pos, line_end)
             out.append(self._store(stream, partial, newline=True))
             partial = self._partial[stream] = _LineBuilder(self.line_max_bytes)
-            pos = end + 1
+            pos = line_end + 1
         if self.head_count < self.head_lines:
-            partial.add(data, pos)
+            partial.add(data, pos, end)
         else:
             self._in_head = False  # from here on, output goes to the ring
-            self._feed_tail(stream, data, pos, newlines - len(out))
+            self._feed_tail(stream, data, pos, end, newlines - len(out))
         return out
 
-    def _feed_tail(self, stream: str, data: bytes, start: int, newlines: int) -> None:
+    def _feed_tail(
+        self, stream: str, data: bytes | bytearray, start: int, end: int, newlines: int
+    ) -> None:
         partial = self._partial[stream]
         if newlines == 0:
-            partial.add(data, start)
+            partial.add(data, start, end)
             return
-        last = data.rindex(b"\n")
-        if partial.length:
+        last = data.rindex(b"\n", start, end)
+        if newlines > self.tail_lines:
+            # All that came before this chunk's last lines leaves the ring at once: keep only
+            # those lines (no per-line work, and a copy of a few KiB, not of the chunk).
+            start = _nth_newline_from_end(data, self.tail_lines + 1, start, last + 1) + 1
+            newlines = self.tail_lines
+            self._partial[stream] = partial = _LineBuilder(self.line_max_bytes)
+        elif partial.length:
             hidden = partial.length - len(partial.kept)
             self._append(_Chunk(stream, bytes(partial.kept), 0, True, hidden))
-        finished = data if start == 0 and last == len(data) - 1 else data[start : last + 1]
-        self._append(_Chunk(stream, finished, newlines, starts_line=not partial.length))
+        if newlines:
+            finished = bytes(memoryview(data)[start : last + 1])
+            self._append(_Chunk(stream, finished, newlines, starts_line=not partial.length))
         partial = self._partial[stream] = _LineBuilder(self.line_max_bytes)
-        partial.add(data, last + 1)
+        partial.add(data, last + 1, end)
 
     def _append(self, chunk: _Chunk) -> None:
         ring = self._ring
@@ -228,10 +243,15 @@ class OutputCapture:
         return out
 
 
-def _nth_newline_from_end(data: bytes | bytearray, n: int) -> int:
-    pos = len(data)
+def _nth_newline_from_end(
+    data: bytes | bytearray, n: int, start: int = 0, end: int | None = None
+) -> int:
+    """Where the ``n``-th newline from the end of ``data[start:end]`` is; -1 if it has fewer."""
+    pos = len(data) if end is None else end
     for _ in range(n):
-        pos = data.rindex(b"\n", 0, pos)
+        pos = data.rfind(b"\n", start, pos)
+        if pos < start:
+            return start - 1
     return pos
 
 
@@ -268,10 +288,11 @@ class Spool:
         self._tail_size = 0
         self.omitted = 0
 
-    def write(self, fd_index: int, data: bytes) -> None:
-        frame = _FRAME.pack(fd_index, len(data)) + data
+    def write(self, fd_index: int, data: bytes | memoryview) -> None:
+        header = _FRAME.pack(fd_index, len(data))
         if self._head_size < self.head_bytes:
-            self._head.write(frame)
+            self._head.write(header)
+            self._head.write(data)
             self._head_size += len(data)
             return
         if not self._tails or self._tail_size >= self.half_tail:
@@ -281,7 +302,8 @@ class Spool:
                 older.close()
             self._tails.append(tempfile.TemporaryFile(dir=self._dir))  # noqa: SIM115
             self._tail_size = 0
-        self._tails[-1].write(frame)
+        self._tails[-1].write(header)
+        self._tails[-1].write(data)
         self._tail_size += len(data)
 
     def replay(self, write: Callable[[int, bytes], None], note: Callable[[int], None]) -> None:

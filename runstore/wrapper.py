@@ -483,6 +483,8 @@ class _Execution:
             sel.register(fd, selectors.EVENT_READ, stream)
         sel.register(wake_r, selectors.EVENT_READ, None)
         open_pipes = len(self.pipes)
+        # Reused read buffers: a fresh 1 MiB bytes per read would cost a mmap and page faults.
+        buffers = {stream: bytearray(READ_SIZE) for stream in self.pipes}
         started = time.monotonic()
         timeout_at = started + self.timeout if self.timeout is not None else None
         kill_at: float | None = None
@@ -516,11 +518,12 @@ class _Execution:
                         sel.unregister(wake_r)
                         exited_at = last_data = time.monotonic()
                         continue
+                    buffer = buffers[key.data]
                     try:
-                        data = os.read(key.fd, READ_SIZE)
+                        size = os.readv(key.fd, [buffer])
                     except OSError:
-                        data = b""
-                    if data and self._output(key.data, data):
+                        size = 0
+                    if size and self._output(key.data, buffer, size):
                         last_data = time.monotonic() if exited_at is not None else last_data
                         continue
                     sel.unregister(key.fd)
@@ -537,9 +540,10 @@ class _Execution:
             os.close(wake_r)
             os.close(wake_w)
 
-    def _output(self, stream: str, data: bytes) -> bool:
-        """Pass one chunk through and capture it; False when the pipe should be closed."""
+    def _output(self, stream: str, buffer: bytearray, size: int) -> bool:
+        """Pass ``buffer[:size]`` through and capture it; False when the pipe should be closed."""
         keep_open = True
+        data = memoryview(buffer)[:size]
         if self.spool is not None:
             self.spool.write(1 if stream == STDOUT else 2, data)
         else:
@@ -548,7 +552,7 @@ class _Execution:
                 try:
                     _write_all(fd, data)
                     if stream == STDERR:
-                        self._stderr_mid_line = data[-1:] != b"\n"
+                        self._stderr_mid_line = buffer[size - 1] != 10  # b"\n"
                 except BrokenPipeError:
                     # Our reader left: close the command's pipe too, so it gets SIGPIPE as it
                     # would have writing there directly.
@@ -556,7 +560,8 @@ class _Execution:
                     keep_open = False
                 except OSError:
                     self._dead_fds.add(fd)  # closed or broken output: keep the command going
-        for line in self.capture.feed(stream, data):
+        data.release()
+        for line in self.capture.feed(stream, buffer, size):
             self.recorder.inbox.put(("output", line))
             if line.stream == STDERR and line.text.strip():
                 self.last_error_line = line.text.strip()
@@ -749,7 +754,7 @@ def _grow_pipe(fd: int) -> None:
         pass
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         try:
