@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -106,7 +109,7 @@ def exec_(
     )
     if result.spawn_error is not None:
         error(result.spawn_error)
-    raise typer.Exit(result.exit_code)
+    _leave(result.exit_code)
 
 
 def _usable_log(log: Path | None) -> Path | None:
@@ -190,3 +193,19 @@ def event(
 
         reason = str(exc) if isinstance(exc, RunstoreError) else describe(exc)
         warn(f"event not recorded: {reason}")
+    _leave(0)
+
+
+def _leave(code: int) -> NoReturn:
+    """Exit now: tearing down SQLAlchemy's modules at interpreter exit costs more than a short
+    command itself. The store's connections are closed first (SQLite folds its WAL into the
+    file); in a test runner, whose streams are not the process's own, exit the usual way."""
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    if sys.stdout is not sys.__stdout__ or sys.stderr is not sys.__stderr__:
+        raise typer.Exit(code)
+    from runstore import engine
+
+    engine.dispose_all()
+    os._exit(code)
