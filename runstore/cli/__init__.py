@@ -1,20 +1,93 @@
-"""runstore's command line: ``runstore COMMAND --help`` for each command."""
+"""runstore's command line: ``runstore COMMAND --help`` for each command.
+
+Each module of this package registers its commands on the shared app when it is imported. For a
+short command, start-up is most of its time, so ``main`` imports only the module of the command
+being run and builds only that command; ``app`` (tests, embedding) carries every command.
+"""
 
 from __future__ import annotations
 
+import copy
+import importlib
 import os
 import sys
+from collections.abc import Sequence
+from typing import Any
 
-from runstore.cli import db, exec, maintain, query, reap, run  # noqa: F401 - each module registers its commands
-from runstore.cli._app import app, error
+import typer
+
+from runstore.cli import _app
+from runstore.cli._app import error
 
 __all__ = ["app", "main"]
+
+COMMAND_PACKAGE = "runstore.cli"
+MODULES = ("db", "exec", "maintain", "query", "reap", "run")
+# The module of each top-level command. Only a shortcut: a command line naming anything else
+# (a group such as `db`, a typo, no command at all) loads every module.
+COMMAND_MODULES = {
+    "exec": "exec",
+    "event": "exec",
+    "prune": "maintain",
+    "history": "query",
+    "show": "query",
+    "stats": "query",
+    "check": "query",
+    "export": "query",
+    "sql": "query",
+    "reap": "reap",
+    "run": "run",
+}
+_ROOT_FLAGS = ("--version", "--help", "-h")
+
+
+def load_commands(modules: Sequence[str] = MODULES) -> None:
+    for name in modules:
+        importlib.import_module(f"{COMMAND_PACKAGE}.{name}")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the whole command line, every command registered
+        load_commands()
+        return _app.app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def command_name(info: typer.models.CommandInfo) -> str:
+    assert info.callback is not None
+    return info.name or typer.main.get_command_name(info.callback.__name__)
+
+
+def app_for(args: Sequence[str]) -> typer.Typer:
+    """The app with only what ``args`` (the command line after the program name) can reach."""
+    root = _app.app
+    word = next((a for a in args if not a.startswith("-")), None)
+    flags = args[: args.index(word)] if word is not None else args
+    if any(flag not in _ROOT_FLAGS for flag in flags):
+        load_commands()  # an unknown option: let the full app report it
+        return root
+    if word is None:
+        if "--version" not in flags or "--help" in flags or "-h" in flags:
+            load_commands()  # the overview lists every command
+            return root
+        keep: list[typer.models.CommandInfo] = []  # --version: no command is needed
+    else:
+        module = COMMAND_MODULES.get(word)
+        load_commands([module] if module is not None else MODULES)
+        keep = [info for info in root.registered_commands if command_name(info) == word]
+        if not keep:
+            load_commands()
+            return root
+    pruned = copy.copy(root)
+    pruned.registered_commands = keep
+    pruned.registered_groups = []
+    return pruned
 
 
 def main() -> None:
     """Entry point of the ``runstore`` command."""
     try:
-        app()
+        app_for(sys.argv[1:])()
     except BrokenPipeError:
         # `runstore history | head`: the reader left; that is not an error.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -14,11 +14,16 @@ import typer
 from typer.core import TyperGroup
 
 from runstore import __version__
+from runstore.cli._params import plain_values
 from runstore.errors import RunstoreError
 
 
 class _Group(TyperGroup):
     """Turns every failure inside a command into one ``Error:`` line and an exit code."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        plain_values(self)  # parse option values without loading pydantic
 
     def invoke(self, ctx: Any) -> Any:
         import warnings

@@ -1,0 +1,97 @@
+"""Start-up: a command loads only what it uses, and the shortcuts that make it so change nothing
+a user can see."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from runstore.cli import COMMAND_MODULES, app, app_for, command_name
+
+# Runs the command line as `runstore` would, then reports the modules it loaded.
+PROBE = """
+import atexit, json, sys
+atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))
+sys.argv = ["runstore", *sys.argv[1:]]
+from runstore.cli import main
+main()
+"""
+
+
+def loaded_modules(*args: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def packages(modules: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in modules}
+
+
+def test_version_loads_no_database_machinery() -> None:
+    loaded = packages(loaded_modules("--version"))
+    assert not loaded & {"sqlalchemy", "alembic", "sqlite3", "psycopg", "rich", "pydantic"}
+
+
+def test_help_loads_no_database_machinery() -> None:
+    loaded = packages(loaded_modules("--help"))
+    assert not loaded & {"sqlalchemy", "alembic", "sqlite3", "psycopg"}
+
+
+def test_history_piped_loads_no_alembic_psycopg_rich_or_pydantic(tmp_path: Path) -> None:
+    db = str(tmp_path / "store.db")
+    loaded_modules("history", "--db", db)  # the first command creates the store (Alembic)
+    loaded = packages(loaded_modules("history", "--limit", "20", "--db", db))
+    assert "sqlalchemy" in loaded
+    assert not loaded & {"alembic", "psycopg", "rich", "pydantic"}
+
+
+def test_each_command_is_found_where_the_shortcut_says() -> None:
+    for info in app.registered_commands:
+        name = command_name(info)
+        assert info.callback is not None
+        module = info.callback.__module__.rsplit(".", 1)[-1]
+        assert COMMAND_MODULES.get(name) == module, (
+            f"COMMAND_MODULES[{name!r}] should be {module!r}"
+        )
+
+
+@pytest.mark.parametrize(
+    ("args", "commands"),
+    [
+        (["history", "--limit", "5"], ["history"]),
+        (["-h", "run", "--input", "x"], ["run"]),
+        (["--version"], []),
+    ],
+)
+def test_a_command_line_builds_only_its_command(args: list[str], commands: list[str]) -> None:
+    pruned = app_for(args)
+    assert [command_name(info) for info in pruned.registered_commands] == commands
+    assert pruned.registered_groups == []
+
+
+@pytest.mark.parametrize("args", [[], ["--help"], ["--version", "-h"], ["db", "path"], ["histroy"]])
+def test_anything_else_gets_the_whole_app(args: list[str]) -> None:
+    assert app_for(args) is app
+
+
+def test_option_values_are_checked_as_before(sqlite_db: str) -> None:
+    runner = CliRunner()
+    bad = runner.invoke(app, ["history", "--limit", "abc", "--db", sqlite_db])
+    assert bad.exit_code == 2
+    assert "valid integer" in bad.output
+    negative = runner.invoke(app, ["history", "--limit", "-1", "--db", sqlite_db])
+    assert negative.exit_code == 2
+    assert "greater than or equal" in negative.output
+    good = runner.invoke(
+        app, ["history", "--limit", "007", "--job", "a", "--json", "--db", sqlite_db]
+    )
+    assert good.exit_code == 0, good.output
+    assert json.loads(good.output) == []
