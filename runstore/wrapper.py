@@ -303,6 +303,7 @@ class _Execution:
         self.last_error_line: str | None = None
         self.rss_at_spawn_kb = 0
         self.sampled_rss_kb: int | None = None
+        self.status_unknown = False
         self._dead_fds: set[int] = set()
         self._stderr_mid_line = False
 
@@ -313,7 +314,8 @@ class _Execution:
         if self._warn is None:
             return
         if self._stderr_mid_line and self.spool is None:
-            _write_all(self.fds[STDERR], b"\n")
+            with contextlib.suppress(OSError):
+                _write_all(self.fds[STDERR], b"\n")
             self._stderr_mid_line = False
         self._warn(message)
 
@@ -373,6 +375,9 @@ class _Execution:
             if old == signal.SIG_IGN:
                 continue  # ignored by whoever started us (nohup): the command inherits that
             previous[sig] = signal.signal(sig, self._on_signal)
+        if signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:
+            # Ignored, the kernel would reap the command and its exit status would be lost.
+            previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         return previous
 
     # -- the run ---------------------------------------------------------------------------------
@@ -465,11 +470,15 @@ class _Execution:
 
     def _wait_child(self, wake_w: int) -> None:
         assert self.pid is not None
-        _, status, rusage = os.wait4(self.pid, 0)
-        self.wait_status, self.rusage = status, rusage
-        self.exited = True
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
-        os.write(wake_w, b"x")
+        try:
+            _, status, rusage = os.wait4(self.pid, 0)
+            self.wait_status, self.rusage = status, rusage
+            self.proc.returncode = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:  # reaped by the system: SIGCHLD was ignored by our parent
+            self.status_unknown = True
+        finally:
+            self.exited = True
+            os.write(wake_w, b"x")
 
     def _pump(self) -> None:
         """Pass output through until the command has exited and its output is drained."""
@@ -595,7 +604,10 @@ class _Execution:
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         child_code = 128 + sig if sig is not None else os.WEXITSTATUS(status)
         tail = self.capture.tail()
-        if self.timed_out:
+        if self.status_unknown:
+            code, run_status = 1, "failed"
+            reason = "the command's exit status is unknown (SIGCHLD was set to be ignored)"
+        elif self.timed_out:
             code, run_status = EXIT_TIMEOUT, "failed"
             reason = f"timed out after {format_duration(self.timeout or 0)}"
             if self.killed:

@@ -248,6 +248,15 @@ def test_timeout_kills_a_command_that_ignores_term(sqlite_db, tmp_path):
     )
 
 
+def test_exit_status_survives_an_ignored_sigchld(sqlite_db, tmp_path):
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # as some parents leave it
+    try:
+        result, *_ = run_in_process(tmp_path, sqlite_db, ["sh", "-c", "exit 3"])
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    assert result.exit_code == 3
+
+
 def test_command_not_executable_exits_126(sqlite_db, tmp_path):
     script = tmp_path / "job.sh"
     script.write_text("#!/bin/sh\necho hi\n")
@@ -549,6 +558,31 @@ def test_locked_store_does_not_hold_the_command_up(sqlite_db, tmp_path):
     assert warnings == [
         "the store did not answer within 300ms; the command starts before its run is recorded"
     ]
+
+
+def test_a_signal_before_the_command_started_cancels_without_running_it(sqlite_db, tmp_path):
+    import sqlite3
+    import threading
+
+    from runstore.store import Store
+
+    Store.open(sqlite_db)
+    holder = sqlite3.connect(sqlite_db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # the run row cannot be written: runstore waits for it
+    marker = tmp_path / "ran"
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        result, *_ = run_in_process(
+            tmp_path, sqlite_db, ["touch", str(marker)], start_wait=10, finish_wait=0.2
+        )
+    finally:
+        timer.join()
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert (result.exit_code, result.status) == (143, "cancelled")
+    assert result.reason == "cancelled by SIGTERM before the command started"
+    assert not marker.exists()
 
 
 def test_taken_run_id_records_under_a_new_one(sqlite_db, tmp_path):
