@@ -68,8 +68,10 @@ def exec_(
     CMD sees RUNSTORE_RUN_ID and RUNSTORE_DB, so `runstore event` and Python code using
     `runstore.LoggingHandler` add their events to this run.
 
-    SIGINT, SIGTERM and SIGHUP are passed on to CMD; the run is then `cancelled`. If the store
-    cannot be written, CMD still runs and keeps its exit code; one warning says so.
+    SIGINT, SIGTERM and SIGHUP are passed on to CMD; when CMD then ends unsuccessfully the run
+    is `cancelled`. If the store cannot be written, CMD still runs and keeps its exit code; one
+    warning says so. With --quiet, CMD's output is held in a temporary file and shown only if
+    CMD fails.
 
     Exit codes: CMD's own; 128+N when CMD dies of signal N; 124 on --timeout; 126 when CMD
     cannot be executed; 127 when it is not found; 2 for a bad runstore option.
