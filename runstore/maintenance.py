@@ -6,6 +6,7 @@ Library functions that return plain data (dataclasses with ``as_dict``); the CLI
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import time
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, delete, func, select
+from sqlalchemy import ColumnElement, Connection, delete, func, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from runstore.errors import RunstoreError, StoreError, UsageError
@@ -107,74 +108,81 @@ def prune(
     except OverflowError:
         raise UsageError("--older-than reaches before year 1; choose a shorter age") from None
     result = PruneResult(cutoff=cutoff, dry_run=dry_run)
-    prunable = _prunable(cutoff, keep_last, keep_failed, jobs)
-    older = [runs.c.started_at < cutoff, *([runs.c.job.in_(list(jobs))] if jobs else [])]
+    in_scope = [runs.c.started_at < cutoff, *([runs.c.job.in_(list(jobs))] if jobs else [])]
+    statuses = COMPLETED_ONLY if keep_failed else FINISHED_STATUSES  # never a running run
+    prunable = [*in_scope, runs.c.status.in_(statuses)]
     if store.path is not None:
         result.size_before = _file_bytes(store.path)
+    with store.read() as conn:
+        protected = _newest_per_job(conn, in_scope, keep_last) if keep_last else set()
 
-    if dry_run:
-        with store.read() as conn:
-            for job, n in conn.execute(
-                select(runs.c.job, func.count()).where(*prunable).group_by(runs.c.job)
-            ):
-                result.by_job[job] = int(n)
-            result.runs = sum(result.by_job.values())
-            result.events = _count_events(conn, select(runs.c.id).where(*prunable))
-            result.kept_older = _count_runs(conn, older) - result.runs
-        result.by_job = dict(sorted(result.by_job.items()))
-        return result
-
-    candidates = (
-        select(runs.c.id, runs.c.event_count)
-        .where(*prunable)
-        .order_by(runs.c.started_at, runs.c.id)
-        .limit(batch_size)
-    )
-
-    def one_batch(conn: Connection) -> tuple[list[str], int]:
-        rows = conn.execute(candidates).all()
-        ids: list[int] = []
+    def one_batch(conn: Connection, after: tuple[datetime, int] | None) -> _Batch:
+        query = select(runs.c.id, runs.c.job, runs.c.started_at, runs.c.event_count)
+        query = query.where(*prunable)
+        if after is not None:  # keyset paging: past the runs already looked at
+            query = query.where(
+                runs.c.started_at >= after[0],
+                or_(runs.c.started_at > after[0], runs.c.id > after[1]),
+            )
+        rows = conn.execute(query.order_by(runs.c.started_at, runs.c.id).limit(batch_size)).all()
+        batch = _Batch(last=after, done=not rows)
         batch_events = 0
-        for run_pk, event_count in rows:
-            if ids and batch_events + (event_count or 0) > PRUNE_BATCH_EVENTS:
+        for run_pk, job, started_at, event_count in rows:
+            if batch.ids and batch_events + (event_count or 0) > PRUNE_BATCH_EVENTS:
                 break
-            ids.append(run_pk)
-            batch_events += event_count or 0
-        if not ids:
-            return [], 0
-        removed_events = _count_events(conn, ids)
-        removed_jobs = list(
+            batch.last = (started_at, run_pk)
+            if run_pk not in protected:
+                batch.ids.append(run_pk)
+                batch.jobs.append(job)
+                batch_events += event_count or 0
+        if not batch.ids:
+            return batch
+        batch.events = _count_events(conn, batch.ids)
+        if dry_run:
+            return batch
+        batch.jobs = list(
             conn.execute(
                 delete(runs)
-                .where(runs.c.id.in_(ids), runs.c.status != RunStatus.RUNNING.value)
+                # Not `status IN (...)`: SQLite would scan the status index instead of the ids.
+                .where(runs.c.id.in_(batch.ids), runs.c.status != RunStatus.RUNNING.value)
                 .returning(runs.c.job)
             ).scalars()
         )
-        # Events go with their runs through ON DELETE CASCADE; make sure they really did.
-        left = _count_events(conn, ids)
+        # Events go with their runs through ON DELETE CASCADE. SQLite enforces it only on a
+        # connection with foreign_keys=ON (PostgreSQL always): make sure they really did go.
+        left = _count_events(conn, batch.ids) if store.dialect == "sqlite" else 0
         if left:
             raise StoreError(
                 f"{left} events stayed behind when their runs were deleted (are foreign keys "
                 "off?); nothing was removed"
             )
-        return removed_jobs, removed_events
+        return batch
 
-    while True:
-        began = time.monotonic()
-        removed_jobs, removed_events = store.write(one_batch)
-        if not removed_jobs:
-            break
-        result.runs += len(removed_jobs)
-        result.events += removed_events
-        for job in removed_jobs:
-            result.by_job[job] = result.by_job.get(job, 0) + 1
-        if progress is not None:
-            progress(result.runs, result.events)
-        if store.dialect == "sqlite":
-            time.sleep(min(PRUNE_PAUSE_CAP_S, time.monotonic() - began))
+    after: tuple[datetime, int] | None = None
+    # A dry run reads one snapshot; a real one writes each batch in its own short transaction.
+    with store.read() if dry_run else contextlib.nullcontext() as reader:
+        while True:
+            began = time.monotonic()
+            if reader is not None:
+                batch = one_batch(reader, after)
+            else:
+                batch = store.write(functools.partial(one_batch, after=after))
+            if batch.done:
+                break
+            after = batch.last
+            result.runs += len(batch.jobs)
+            result.events += batch.events
+            for job in batch.jobs:
+                result.by_job[job] = result.by_job.get(job, 0) + 1
+            if batch.jobs and progress is not None:
+                progress(result.runs, result.events)
+            if batch.jobs and not dry_run and store.dialect == "sqlite":
+                time.sleep(min(PRUNE_PAUSE_CAP_S, time.monotonic() - began))
     result.by_job = dict(sorted(result.by_job.items()))
     with store.read() as conn:
-        result.kept_older = _count_runs(conn, older)
+        result.kept_older = _count_runs(conn, in_scope) - (result.runs if dry_run else 0)
+    if dry_run:
+        return result
 
     if store.path is not None:
         if vacuum and (result.runs or _free_bytes(store)):
@@ -188,28 +196,36 @@ def prune(
     return result
 
 
-def _prunable(
-    cutoff: datetime, keep_last: int, keep_failed: bool, jobs: Sequence[str]
-) -> list[ColumnElement[bool]]:
-    """The conditions a run must meet to be pruned."""
-    conditions: list[ColumnElement[bool]] = [
-        runs.c.started_at < cutoff,
-        runs.c.status.in_(COMPLETED_ONLY if keep_failed else FINISHED_STATUSES),
-    ]
-    if jobs:
-        conditions.append(runs.c.job.in_(list(jobs)))
-    if keep_last:
-        # Each candidate looks up its own job's newest N through the (job, started_at) index.
-        newest = runs.alias("newest")
-        conditions.append(
-            runs.c.id.not_in(
-                select(newest.c.id)
-                .where(newest.c.job == runs.c.job)
-                .order_by(newest.c.started_at.desc(), newest.c.id.desc())
-                .limit(keep_last)
-            )
+@dataclass
+class _Batch:
+    """One batch of a prune: the runs it removed and how far it looked."""
+
+    last: tuple[datetime, int] | None
+    done: bool
+    ids: list[int] = field(default_factory=list)
+    jobs: list[str] = field(default_factory=list)
+    events: int = 0
+
+
+def _newest_per_job(
+    conn: Connection, in_scope: Sequence[ColumnElement[bool]], keep_last: int
+) -> set[int]:
+    """The newest ``keep_last`` runs (any status, any age) of each job that has runs in scope.
+
+    A few indexed LIMIT queries up front, rather than a window or a correlated subquery per
+    candidate, keep a prune of a million runs linear.
+    """
+    names = conn.execute(select(runs.c.job).where(*in_scope).distinct()).scalars().all()
+    protected: set[int] = set()
+    for job in names:
+        newest = (
+            select(runs.c.id)
+            .where(runs.c.job == job)
+            .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+            .limit(keep_last)
         )
-    return conditions
+        protected.update(conn.execute(newest).scalars())
+    return protected
 
 
 def _count_events(conn: Connection, run_pks: Any) -> int:
@@ -348,9 +364,9 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _inspect_copy(path: Path) -> tuple[str | None, int]:
     """The copy's schema revision (None if it holds no store) and its number of runs."""
-    conn = sqlite3.connect(path)
+    # Nobody else has the copy yet: immutable, so no lock files or WAL appear beside it.
+    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro&immutable=1", uri=True)
     try:
-        conn.execute("PRAGMA query_only=1")
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
         if "alembic_version" not in tables or runs.name not in tables:
             return None, 0
