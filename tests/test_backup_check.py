@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -87,45 +88,48 @@ def test_backup_library_reports_what_it_copied(sqlite_db, tmp_path):
 
 WRITER = textwrap.dedent(
     """
-    import sys
+    import os, sys
     from runstore.logger import RunLogger
 
-    db, runs = sys.argv[1], int(sys.argv[2])
-    for r in range(runs):
+    db, stop = sys.argv[1], sys.argv[2]
+    while not os.path.exists(stop):
         with RunLogger(job="busy", db=db, events_per_flush=5, flush_interval=0.05) as run:
-            for i in range(400):
+            for i in range(300):
                 run.log_event("item_processed", {"i": i})
                 if i % 50 == 0:
                     run.log_warning("slow", i=i)
-            if r == 0:
-                print("writing", flush=True)
+            print("wrote a run", flush=True)
     """
 )
 
 
 def test_backup_while_another_process_writes_is_consistent(sqlite_db, tmp_path):
     before = set(make_runs(sqlite_db, n=5, events=200))
+    stop = tmp_path / "stop"
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, sqlite_db, "20"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER, sqlite_db, str(stop)], stdout=subprocess.PIPE, text=True
     )
+    copies = []
     try:
         assert writer.stdout is not None
-        assert writer.stdout.readline().strip() == "writing"
-        copies = []
+        assert writer.stdout.readline().strip() == "wrote a run"
         for i in range(4):
             copies.append(tmp_path / f"during-{i}.db")
             backup(sqlite_db, copies[-1])
             time.sleep(0.05)
-        still_writing = writer.poll() is None
     finally:
+        stop.touch()
         writer.wait(timeout=60)
     assert writer.returncode == 0
-    assert still_writing, "the writer finished before the backups: make it write longer"
+    seen = set()
     for copy in copies:
         ids, wrong = consistency(copy)
         assert wrong == [], copy
         assert before <= ids
         assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+        with closing(sqlite3.connect(copy)) as conn:
+            seen.add(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    assert len(seen) > 1, "the writer should have logged between the copies"
 
 
 def test_backup_refuses_to_overwrite_without_force(sqlite_cli, tmp_path):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, insert, select
 
 from runstore import maintenance
 from runstore.errors import StoreError, UsageError
@@ -183,6 +186,85 @@ def test_deletes_in_batches(db, monkeypatch):
     prune(store, 90 * 86400, progress=lambda r, e: batches.append((r, e)))
     assert batches == [(2, 20), (4, 40)]
     assert run_ids(store) == set()
+
+
+WRITER = """
+import os, sys, time
+from runstore.logger import RunLogger
+
+with RunLogger(job="live", db=sys.argv[1], events_per_flush=5, flush_interval=0.02) as run:
+    print(run.run_id, flush=True)
+    i = 0
+    while not os.path.exists(sys.argv[2]):
+        run.log_event("item_processed", {"i": i})
+        if i % 100 == 0:
+            run.log_warning("checkpoint", i=i)
+        i += 1
+        time.sleep(0.001)
+"""
+
+
+def test_prune_and_vacuum_while_another_process_logs(sqlite_db):
+    store = Store.open(sqlite_db)
+    started = NOW - timedelta(days=100)
+    with store.engine.begin() as conn:
+        keys = (
+            conn.execute(
+                insert(runs).returning(runs.c.id),
+                [
+                    {
+                        "run_id": f"old{i}",
+                        "job": "bulk",
+                        "status": "completed",
+                        "started_at": started,
+                        "finished_at": started,
+                        "event_count": 2,
+                    }
+                    for i in range(600)
+                ],
+            )
+            .scalars()
+            .all()
+        )
+        conn.execute(
+            insert(events),
+            [
+                {"run_pk": k, "seq": seq, "ts": started, "event_type": "x", "level": "info"}
+                for k in keys
+                for seq in (1, 2)
+            ],
+        )
+    stop = Path(sqlite_db).with_name("stop")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, sqlite_db, str(stop)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout is not None
+        live = writer.stdout.readline().strip()
+        deadline = time.monotonic() + 10
+        while _logged(store, live) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the writer is in full swing
+        logged_before = _logged(store, live)
+        result = prune(store, 90 * 86400, batch_size=50)
+        logged_during = _logged(store, live) - logged_before
+    finally:
+        stop.touch()
+        writer.wait(timeout=60)
+
+    assert writer.returncode == 0
+    assert (result.runs, result.events, result.vacuumed) == (600, 1200, True)
+    assert run_ids(store) == {live}
+    with store.read() as conn:
+        counted, status = conn.execute(select(runs.c.event_count, runs.c.status)).one()
+        top = conn.execute(select(func.max(events.c.seq))).scalar_one()
+    assert status == "completed"
+    assert counted == total_events(store) == top  # nothing the writer logged was lost
+    assert logged_during > 0, "the writer should have been logging all along"
+
+
+def _logged(store: Store, run_id: str) -> int:
+    with store.read() as conn:
+        return conn.execute(select(runs.c.event_count).where(runs.c.run_id == run_id)).scalar_one()
 
 
 def test_nothing_to_prune_is_not_an_error(db):
