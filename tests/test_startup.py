@@ -48,9 +48,11 @@ def test_help_loads_no_database_machinery() -> None:
 def test_history_piped_loads_no_alembic_psycopg_rich_or_pydantic(tmp_path: Path) -> None:
     db = str(tmp_path / "store.db")
     loaded_modules("history", "--db", db)  # the first command creates the store (Alembic)
-    loaded = packages(loaded_modules("history", "--limit", "20", "--db", db))
+    modules = loaded_modules("history", "--limit", "20", "--db", db)
+    loaded = packages(modules)
     assert "sqlalchemy" in loaded
     assert not loaded & {"alembic", "psycopg", "rich", "pydantic"}
+    assert "sqlalchemy.dialects.postgresql" not in modules
 
 
 def test_each_command_is_found_where_the_shortcut_says() -> None:
@@ -95,3 +97,16 @@ def test_option_values_are_checked_as_before(sqlite_db: str) -> None:
     )
     assert good.exit_code == 0, good.output
     assert json.loads(good.output) == []
+
+
+def test_the_schema_keeps_the_partial_index_on_both_databases() -> None:
+    # The PostgreSQL half of ix_runs_running is attached when `metadata` is asked for.
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.schema import CreateIndex
+
+    from runstore.schema import metadata
+
+    index = next(i for i in metadata.tables["runs"].indexes if i.name == "ix_runs_running")
+    for dialect in (sqlite.dialect(), postgresql.dialect()):
+        ddl = str(CreateIndex(index).compile(dialect=dialect))
+        assert ddl.endswith("WHERE status = 'running'"), ddl
