@@ -161,6 +161,7 @@ class JobStats:
 
 
 STREAK_SCAN = 1000  # a failure streak longer than this is reported as this
+_OTHER_THAN_COMPLETED = [s.value for s in RunStatus if s is not RunStatus.COMPLETED]
 
 
 def stats(
@@ -176,22 +177,26 @@ def stats(
         in_window.append(runs.c.job.in_(list(jobs)))
     result: dict[str, JobStats] = {}
     with store.read() as conn:
-        counts = conn.execute(
-            select(runs.c.job, runs.c.status, func.count(), func.max(runs.c.duration_ms))
-            .where(*in_window)
+        # Counting by (job, status) in one GROUP BY reads every row of the table (no index has
+        # both columns): 2 s on a million runs. Instead: runs per job from an index alone, and
+        # only the few runs that did not complete looked up by status; the rest completed.
+        totals = conn.execute(
+            select(runs.c.job, func.count()).where(*in_window).group_by(runs.c.job)
+        )
+        for job, n in totals:
+            result[job] = JobStats(job, runs=n, completed=n)
+        others = conn.execute(
+            select(runs.c.job, runs.c.status, func.count())
+            .where(*in_window, runs.c.status.in_(_OTHER_THAN_COMPLETED))
             .group_by(runs.c.job, runs.c.status)
         )
-        for job, status, n, longest in counts:
-            st = result.setdefault(job, JobStats(job))
-            st.runs += n
-            if status == RunStatus.COMPLETED.value:
-                st.completed += n
-            elif status == RunStatus.RUNNING.value:
+        for job, status, n in others:
+            st = result[job]
+            st.completed -= n
+            if status == RunStatus.RUNNING.value:
                 st.running += n
             else:
                 st.failed += n
-            if longest is not None and (st.max_ms is None or longest > st.max_ms):
-                st.max_ms = int(longest)
         for st in result.values():
             finished = st.completed + st.failed
             st.failure_rate = round(st.failed / finished, 4) if finished else None
@@ -207,6 +212,7 @@ def _percentiles(conn: Any, st: JobStats, since: datetime | None) -> None:
     n = conn.execute(select(func.count()).select_from(runs).where(*base)).scalar_one()
     if not n:
         return
+    st.max_ms = int(conn.execute(select(func.max(runs.c.duration_ms)).where(*base)).scalar_one())
     for attr, p in (("p50_ms", 0.50), ("p95_ms", 0.95)):
         rank = max(1, math.ceil(p * n))
         value = conn.execute(
