@@ -57,6 +57,8 @@ def ensure_schema(engine: Engine, where: str, sqlite_file: Path | None) -> None:
             revision = current_revision(conn)
     except DatabaseError as exc:
         raise StoreError(f"{where} cannot be opened as a runstore store: {_reason(exc)}") from exc
+    except StoreError as exc:
+        raise StoreError(f"{where}: {exc}") from None
     if revision == SCHEMA_REVISION:
         return
     if revision is not None and revision not in KNOWN_REVISIONS:
@@ -80,21 +82,26 @@ def upgrade(engine: Engine, backup_of: Path | None = None) -> None:
             # Batch ALTERs copy and drop tables; with foreign keys on, dropping `runs` would
             # cascade-delete every event. The pragma only takes effect outside a transaction.
             conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
-        with conn.begin():  # BEGIN IMMEDIATE on SQLite: the write lock, held to the end
-            if not sqlite:
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK})
-            revision = current_revision(conn)  # another process may have migrated meanwhile
-            if revision == SCHEMA_REVISION:
-                return
-            if revision is not None and backup_of is not None:
-                backup_copy(backup_of, revision)
-            command.upgrade(alembic_config(conn), "head")
+        try:
+            with conn.begin():  # BEGIN IMMEDIATE on SQLite: the write lock, held to the end
+                if not sqlite:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK})
+                revision = current_revision(conn)  # another process may have migrated meanwhile
+                if revision == SCHEMA_REVISION:
+                    return
+                if revision is not None and backup_of is not None:
+                    backup_copy(backup_of, revision)
+                command.upgrade(alembic_config(conn), "head")
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise StoreError(
+                            f"migration left {len(broken)} broken references; rolled back"
+                        )
+        finally:
+            # Also after an early return or a failure: the connection goes back to the pool.
             if sqlite:
-                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                if broken:
-                    raise StoreError(f"migration left {len(broken)} broken references; rolled back")
-        if sqlite:
-            conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
 
 
 def backup_copy(path: Path, revision: str) -> Path:

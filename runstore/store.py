@@ -7,6 +7,8 @@ transaction IMMEDIATE on SQLite and retries when the database stays locked past 
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -117,19 +119,27 @@ class Store:
 
     def _ensure_wal(self) -> None:
         # WAL is a property of the file: set once at creation, checked (and mended) on open.
-        try:
-            with self.engine.connect() as conn:
-                raw = conn.connection.driver_connection
-                mode = raw.execute("PRAGMA journal_mode").fetchone()[0]  # type: ignore[union-attr]
-                if mode.lower() != "wal":
-                    raw.execute("PRAGMA journal_mode=WAL")  # type: ignore[union-attr]
-        except DatabaseError as exc:
-            reason = _reason(exc)
-            if "readonly" in reason.replace(" ", "") or "read-only" in reason:
-                return  # a read-only store can still be read
-            raise StoreError(
-                f"{self.where} cannot be opened as a runstore store: {reason}"
-            ) from exc
+        # SQLite fails this switch at once, without its busy wait, while another connection
+        # writes (a process that lost the race to create the store): so wait here.
+        deadline = time.monotonic() + engines.SQLITE_BUSY_TIMEOUT_S
+        while True:
+            try:
+                with self.engine.connect() as conn:
+                    raw = conn.connection.driver_connection
+                    mode = raw.execute("PRAGMA journal_mode").fetchone()[0]  # type: ignore[union-attr]
+                    if mode.lower() != "wal":
+                        raw.execute("PRAGMA journal_mode=WAL")  # type: ignore[union-attr]
+                return
+            except (DatabaseError, sqlite3.DatabaseError) as exc:
+                if engines.is_locked_error(exc) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                reason = _reason(exc)
+                if "readonly" in reason.replace(" ", "") or "read-only" in reason:
+                    return  # a read-only store can still be read
+                raise StoreError(
+                    f"{self.where} cannot be opened as a runstore store: {reason}"
+                ) from exc
 
     # -- transactions ----------------------------------------------------------------------------
 

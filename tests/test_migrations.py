@@ -1,0 +1,329 @@
+"""The schema and its migrations: created at head through Alembic, the same as the models,
+upgraded when older, refused when newer or not a store at all, and safe to create from two
+processes at once."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+from test_logger import event_rows, query, run_row
+
+from runstore import engine as engines
+from runstore.errors import SchemaTooNew, StoreError
+from runstore.location import resolve_db
+from runstore.logger import RunLogger
+from runstore.migrate import alembic_config, migrations_dir, upgrade
+from runstore.schema import KNOWN_REVISIONS, SCHEMA_REVISION, metadata
+from runstore.store import Store
+
+VIEWS = tuple(metadata.info.get("views", ()))
+
+
+def execute(db: str, *statements: str) -> None:
+    """Change the store behind runstore's back, from a connection of our own."""
+    engine = create_engine(resolve_db(db), poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def store_version(db: str) -> list[str]:
+    return [r["version_num"] for r in query(db, "SELECT version_num FROM alembic_version")]
+
+
+def files_beside(path: Path) -> list[str]:
+    return sorted(p.name for p in path.parent.iterdir())
+
+
+# -- the models and the migrations agree ---------------------------------------------------------
+
+
+def _not_a_view(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
+    return not (type_ == "table" and reflected and name in VIEWS)
+
+
+def test_autogenerate_finds_no_difference(db):
+    store = Store.open(db)
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn,
+            opts={"compare_type": True, "include_object": _not_a_view},
+        )
+        differences = compare_metadata(context, metadata)
+    assert differences == [], "the models and the migrations differ; generate a revision"
+
+
+def test_revision_constants_match_the_migration_scripts():
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert scripts.get_heads() == [SCHEMA_REVISION]
+    chain = [rev.revision for rev in scripts.walk_revisions()]  # newest first
+    assert tuple(reversed(chain)) == KNOWN_REVISIONS
+    assert KNOWN_REVISIONS[-1] == SCHEMA_REVISION
+
+
+def test_migrations_are_found_from_a_checkout():
+    found = migrations_dir()
+    assert (found / "env.py").is_file()
+    assert any((found / "versions").glob("*.py"))
+
+
+# -- a new store --------------------------------------------------------------------------------
+
+
+def test_new_store_is_created_at_head(db):
+    Store.open(db)
+    assert store_version(db) == [SCHEMA_REVISION]
+    tables = {r["n"] for r in query(db, "SELECT COUNT(*) AS n FROM runs")}
+    assert tables == {0}
+    for view in VIEWS:  # the documented views are there and answer
+        query(db, f"SELECT * FROM {view}")
+
+
+def test_new_sqlite_store_uses_wal(sqlite_db):
+    Store.open(sqlite_db)
+    engines.dispose_all()
+    conn = sqlite3.connect(sqlite_db)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+
+
+RACER = """
+import sys, time
+from pathlib import Path
+from runstore.logger import RunLogger
+from runstore.store import Store
+
+db, index, signals = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+(signals / f"ready-{index}").touch()
+while not (signals / "go").exists():
+    time.sleep(0.001)
+store = Store.open(db)
+with RunLogger(job="race", run_id=f"racer-{index}", store=store) as run:
+    run.log_event("hello", {"index": int(index)})
+"""
+
+
+def test_two_processes_creating_a_new_store_at_once_both_succeed(db, tmp_path):
+    racers = 3
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, db, str(i), str(signals)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(racers)
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(signals.glob("ready-*"))) < racers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (signals / "go").touch()  # all imported and waiting: let them open the store together
+        outcomes = [proc.communicate(timeout=120) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+    assert [p.returncode for p in procs] == [0] * racers, outcomes
+    assert store_version(db) == [SCHEMA_REVISION]
+    for i in range(racers):
+        assert run_row(db, f"racer-{i}")["status"] == "completed"
+        assert [e["event_type"] for e in event_rows(db, f"racer-{i}")] == [
+            "run_started",
+            "hello",
+            "run_finished",
+        ]
+
+
+def test_losing_the_creation_race_leaves_foreign_keys_on(sqlite_db):
+    store = Store.open(sqlite_db)
+    with RunLogger(job="j", run_id="keep", store=store) as run:
+        run.log_event("step")
+    # What a process that lost the race to create the store does: it finds head and stops.
+    upgrade(store.engine)
+
+    pooled = max(store.engine.pool.checkedin(), 1)  # type: ignore[attr-defined]
+    with ExitStack() as stack:
+        conns = [stack.enter_context(store.engine.connect()) for _ in range(pooled)]
+        assert [c.exec_driver_sql("PRAGMA foreign_keys").scalar() for c in conns] == [1] * pooled
+
+    store.write(lambda conn: conn.execute(text("DELETE FROM runs WHERE run_id = 'keep'")))
+    assert query(sqlite_db, "SELECT COUNT(*) AS n FROM events")[0]["n"] == 0  # cascaded
+
+
+# -- an older store -----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(len(KNOWN_REVISIONS) < 2, reason="only one schema revision so far")
+def test_older_store_is_upgraded_keeping_its_runs(db):
+    oldest = KNOWN_REVISIONS[0]
+    engine = engines.get_engine(resolve_db(db))
+    from alembic import command
+
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), oldest)
+    execute(
+        db,
+        "INSERT INTO runs (run_id, job, status, started_at, event_count) "
+        "VALUES ('old-run', 'legacy', 'completed', '2026-01-02 03:04:05', 0)",
+    )
+    engines.dispose_all()
+    assert store_version(db) == [oldest]
+
+    Store.open(db)
+    assert store_version(db) == [SCHEMA_REVISION]
+    assert run_row(db, "old-run")["job"] == "legacy"
+    leftovers = query(db, "SELECT COUNT(*) AS n FROM runs WHERE run_id LIKE '_alembic_tmp%'")
+    assert leftovers[0]["n"] == 0
+    if "://" not in db:  # SQLite: a backup copy was taken first, private like the store
+        backups = [p for p in Path(db).parent.iterdir() if p.name.endswith(".bak")]
+        assert len(backups) == 1
+        assert stat.S_IMODE(backups[0].stat().st_mode) == 0o600
+        conn = sqlite3.connect(backups[0])
+        try:
+            assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(oldest,)]
+        finally:
+            conn.close()
+    with RunLogger(job="after-upgrade", db=db) as run:
+        pass
+    assert run_row(db, run.run_id)["status"] == "completed"
+
+
+# -- stores runstore must not touch ---------------------------------------------------------------
+
+
+def test_newer_store_is_refused_and_left_untouched(db, sqlite_cli, tmp_path):
+    with RunLogger(job="j", run_id="existing", db=db):
+        pass
+    execute(db, "UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    engines.dispose_all()
+    runs_before = query(db, "SELECT * FROM runs")
+    bytes_before = Path(db).read_bytes() if "://" not in db else None
+
+    with pytest.raises(SchemaTooNew) as refused:
+        Store.open(db)
+    message = str(refused.value)
+    assert "9999_from_the_future" in message
+    assert "newer" in message and "upgrade runstore" in message
+
+    result = sqlite_cli("run", "--input", "x.txt", "--output", str(tmp_path / "p.json"), "--db", db)
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "newer" in lines[0]
+    assert "Traceback" not in result.output
+
+    engines.dispose_all()
+    assert store_version(db) == ["9999_from_the_future"]
+    assert query(db, "SELECT * FROM runs") == runs_before
+    if bytes_before is not None:
+        assert Path(db).read_bytes() == bytes_before
+
+
+def test_file_that_is_not_a_database_is_refused_and_left_untouched(sqlite_cli, tmp_path):
+    path = tmp_path / "notes.db"
+    content = b"These are my notes, not a database.\n" * 50
+    path.write_bytes(content)
+    path.chmod(0o644)
+
+    with pytest.raises(StoreError, match="not a database") as refused:
+        Store.open(path)
+    assert str(path) in str(refused.value)
+
+    for args in (
+        ["run", "--input", "in.txt", "--output", str(tmp_path / "p.json"), "--db", str(path)],
+        ["db", "current", "--db", str(path)],
+        ["db", "upgrade", "--db", str(path)],
+    ):
+        result = sqlite_cli(*args)
+        assert result.exit_code == 1, args
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+        assert str(path) in lines[0]
+    engines.dispose_all()
+
+    assert path.read_bytes() == content
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert files_beside(path) == ["notes.db"]  # no -wal, -shm or journal left beside it
+
+
+def test_another_programs_sqlite_database_is_refused_and_left_untouched(tmp_path):
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.execute("INSERT INTO customers (name) VALUES ('Ada')")
+    conn.commit()
+    conn.close()
+    content = path.read_bytes()
+
+    with pytest.raises(StoreError, match="not a runstore store") as refused:
+        Store.open(path)
+    assert str(path) in str(refused.value)
+    engines.dispose_all()
+    assert path.read_bytes() == content  # not even switched to WAL
+    assert files_beside(path) == ["app.db"]
+
+
+def test_postgres_database_with_other_tables_is_refused(postgres_db):
+    execute(postgres_db, "CREATE TABLE customers (id integer primary key, name text)")
+    execute(postgres_db, "INSERT INTO customers VALUES (1, 'Ada')")
+    with pytest.raises(StoreError, match="not a runstore store"):
+        Store.open(postgres_db)
+    tables = query(
+        postgres_db,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    assert [t["table_name"] for t in tables] == ["customers"]
+    assert query(postgres_db, "SELECT name FROM customers") == [{"name": "Ada"}]
+
+
+def test_directory_as_store_is_refused(sqlite_cli, tmp_path):
+    with pytest.raises(StoreError, match="directory"):
+        Store.open(tmp_path)
+    result = sqlite_cli("db", "upgrade", "--db", str(tmp_path))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ")
+
+
+def test_switching_a_new_store_to_wal_waits_for_another_writer(sqlite_db):
+    # A new store is switched to WAL right after its creation, when another process that lost
+    # the race to create it may hold the write lock: the switch must wait for it, not fail at
+    # once with "database is locked" (SQLite skips the busy handler for this lock upgrade).
+    Store.open(sqlite_db)
+    engines.dispose_all()
+    other = sqlite3.connect(sqlite_db, isolation_level=None, check_same_thread=False)
+    assert other.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, other.execute, args=("COMMIT",))
+    release.start()
+    url = resolve_db(sqlite_db)
+    store = Store(url, engines.get_engine(url))  # schema checked; now the step that switches
+    try:
+        store._ensure_wal()
+    finally:
+        release.join()
+        other.close()
+    engines.dispose_all()
+    conn = sqlite3.connect(sqlite_db)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
