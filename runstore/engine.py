@@ -6,6 +6,7 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
@@ -36,7 +37,7 @@ def get_engine(url: str) -> Engine:
 def sqlite_read_only_url(path: Path) -> str:
     """A store file this user may not write. Reading a WAL database needs its -shm file, which
     cannot be created here; ``immutable`` reads the file as it stands, without one."""
-    return f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true"
+    return f"sqlite:///file:{quote(str(path))}?mode=ro&immutable=1&uri=true"
 
 
 def dispose_all() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from urllib.parse import quote
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -116,7 +117,8 @@ def sqlite_backup(source: Path, target: Path) -> None:
     """Online backup: safe while other processes write; the copy is readable by its owner only."""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    # Quoted: a '#' or '?' in the path would otherwise end it and name another file.
+    src = sqlite3.connect(f"file:{quote(str(source.absolute()))}?mode=ro", uri=True)
     try:
         dst = sqlite3.connect(target)
         try:

@@ -189,11 +189,6 @@ def test_backup_of_a_postgresql_store_points_to_pg_dump(postgres_db, tmp_path):
     assert not (tmp_path / "copy.db").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="migrate.sqlite_backup builds a file: URI without quoting, so '#' or '?' in the path "
-    "names another file",
-)
 def test_backup_of_a_store_whose_path_has_a_hash(tmp_path):
     folder = tmp_path / "team#1"
     folder.mkdir()

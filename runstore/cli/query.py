@@ -35,9 +35,14 @@ MACHINE_HISTORY_COLUMNS = [
 
 
 def open_store(db: str | None) -> Store:
+    """The store, after marking runs whose process is gone as abandoned (cheap: an index on
+    running runs), so every answer tells the truth about what is still running."""
+    from runstore.reaper import reap_quietly
     from runstore.store import Store
 
-    return Store.open(db)
+    store = Store.open(db)
+    reap_quietly(store)
+    return store
 
 
 def _for_display(row: dict[str, Any]) -> dict[str, Any]:
