@@ -16,6 +16,7 @@ from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from runstore.errors import RunstoreError, UsageError
 from runstore.store import Store
@@ -93,7 +94,9 @@ def _sqlite_query(
     assert store.path is not None
     # A store this user cannot write is read as it stands (see engine.sqlite_read_only_url).
     snapshot = "&immutable=1" if store.read_only else ""
-    conn = sqlite3.connect(f"file:{store.path}?mode=ro{snapshot}", uri=True, timeout=30)
+    # Quoted: a '#' or '?' in the path would otherwise end it and drop mode=ro.
+    uri = f"file:{quote(str(store.path))}?mode=ro{snapshot}"
+    conn = sqlite3.connect(uri, uri=True, timeout=30)
     try:
         conn.execute("PRAGMA query_only=1")
         conn.set_authorizer(_authorizer)

@@ -32,6 +32,7 @@ from test_queries import (
 
 from runstore import engine as engines
 from runstore.adhoc import QueryError, run_query
+from runstore.logger import RunLogger
 from runstore.store import Store
 
 
@@ -249,6 +250,20 @@ def test_without_the_authorizer_the_connection_still_cannot_write(lite, monkeypa
         with pytest.raises(QueryError, match="read-only"), run_query(Store.open(lite.db), sql):
             pass
     assert snapshot(lite.db) == before
+
+
+def test_a_store_whose_path_holds_uri_characters_is_read_read_only(tmp_path):
+    """file:.../odd#dir/store.db?mode=ro would open ".../odd", read-write: the path is quoted."""
+    where = tmp_path / "odd#dir"
+    where.mkdir()
+    db = str(where / "store.db")
+    with RunLogger(job="j", run_id="r1", db=db):
+        pass
+    cli = Cli(db)
+    assert cli.json("sql", "select run_id from runs") == [{"run_id": "r1"}]
+    refused(cli("sql", "delete from runs"))
+    assert cli.json("sql", "select count(*) as n from runs") == [{"n": 1}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd#dir"]  # no stray file
 
 
 # -- read-only for real: PostgreSQL ---------------------------------------------------------------
