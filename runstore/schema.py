@@ -6,6 +6,7 @@ Alembic's autogenerate finds any difference between the two.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
@@ -68,6 +69,27 @@ def sqlite_timestamp(moment: datetime) -> str:
     """A UTC time as SQLite stores it: sortable text that SQLite's date functions understand."""
     # isoformat with a fixed timespec is several times faster than strftime, same text.
     return moment.astimezone(timezone.utc).isoformat(" ", "microseconds")[:26]
+
+
+# The last second formatted by sqlite_timestamp_ns, and its text.
+_second: tuple[int, str] = (-1, "")
+
+
+def sqlite_timestamp_ns(nanoseconds: int) -> str:
+    """``sqlite_timestamp`` for a time given as ``time.time_ns()``: the same text, several times
+    faster, as the date and time of day are formatted once per second."""
+    global _second
+    seconds, micros = divmod(nanoseconds // 1000, 1_000_000)
+    second = _second
+    if second[0] != seconds:
+        second = _second = (seconds, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)))
+    return f"{second[1]}.{micros:06d}"
+
+
+def datetime_from_ns(nanoseconds: int) -> datetime:
+    """An aware UTC datetime for a time given as ``time.time_ns()``, to the microsecond."""
+    seconds, micros = divmod(nanoseconds // 1000, 1_000_000)
+    return datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=micros)
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import count, repeat
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,13 +36,21 @@ from runstore import engine as engines
 from runstore.errors import AmbiguousRunId, DuplicateRunId, RunNotFound, StoreError
 from runstore.location import display, network_filesystem_warning, resolve_db, sqlite_path
 from runstore.migrate import current_revision, ensure_schema
-from runstore.schema import SCHEMA_REVISION, events, runs, sqlite_timestamp
+from runstore.schema import (
+    SCHEMA_REVISION,
+    datetime_from_ns,
+    events,
+    runs,
+    sqlite_timestamp,
+    sqlite_timestamp_ns,
+)
 from runstore.signals import critical
 
 T = TypeVar("T")
 
-# One event as the hot path hands it over: (timestamp, event_type, level, message, data as JSON).
-EventRow = tuple[datetime, str, str, "str | None", "str | None"]
+# One event as the hot path hands it over: (time, event_type, level, message, data as JSON). The
+# time is an aware datetime, or nanoseconds since the epoch (``time.time_ns()``: the cheap clock).
+EventRow = tuple["datetime | int", str, str, "str | None", "str | None"]
 
 
 class StoreWarning(UserWarning):
@@ -74,8 +83,8 @@ class Store:
             "INSERT INTO events (run_pk, seq, ts, event_type, level, message, data) "
             f"VALUES ({', '.join([placeholder] * 7)})"
         )
-        self._db_time: Callable[[datetime], Any] = (
-            sqlite_timestamp if self.dialect == "sqlite" else _identity
+        self._db_time: Callable[[datetime | int], Any] = (
+            _sqlite_time if self.dialect == "sqlite" else _server_time
         )
 
     # -- opening ---------------------------------------------------------------------------------
@@ -201,7 +210,8 @@ class Store:
         """
         if not rows:
             return
-        db_time = self._db_time
+        times, types, levels, messages, data = zip(*rows)  # columns, for C-speed row building
+        db_times = list(map(self._db_time, times))
 
         def work(conn: Connection) -> None:
             last = conn.execute(
@@ -221,10 +231,7 @@ class Store:
             first = last - len(rows) + 1
             conn.exec_driver_sql(
                 self._insert_events_sql,
-                [
-                    (run_pk, first + i, db_time(ts), etype, level, message, data)
-                    for i, (ts, etype, level, message, data) in enumerate(rows)
-                ],
+                list(zip(repeat(run_pk), count(first), db_times, types, levels, messages, data)),
             )
 
         self.write(work)
@@ -335,8 +342,12 @@ class Store:
             return int(conn.execute(select(func.count()).select_from(runs)).scalar_one())
 
 
-def _identity(value: T) -> T:
-    return value
+def _sqlite_time(moment: datetime | int) -> str:
+    return sqlite_timestamp_ns(moment) if isinstance(moment, int) else sqlite_timestamp(moment)
+
+
+def _server_time(moment: datetime | int) -> datetime:
+    return datetime_from_ns(moment) if isinstance(moment, int) else moment
 
 
 def _reason(exc: BaseException) -> str:
