@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
@@ -34,10 +35,23 @@ def get_engine(url: str) -> Engine:
     return engine
 
 
-def sqlite_read_only_url(path: Path) -> str:
+def sqlite_file_uri(path: Path, *, immutable: bool = False) -> str:
+    """A read-only SQLite URI for ``path``, quoted: a '#' or '?' in a path would end it."""
+    return f"file:{quote(str(path.absolute()))}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
+def get_read_only_engine(path: Path) -> Engine:
     """A store file this user may not write. Reading a WAL database needs its -shm file, which
     cannot be created here; ``immutable`` reads the file as it stands, without one."""
-    return f"sqlite:///file:{quote(str(path))}?mode=ro&immutable=1&uri=true"
+    key = f"read-only:{path}"
+    engine = _engines.get(key)
+    if engine is None:
+        uri = sqlite_file_uri(path, immutable=True)
+        engine = _engines[key] = _create_sqlite(
+            "sqlite://",
+            creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
+        )
+    return engine
 
 
 def dispose_all() -> None:
@@ -53,12 +67,16 @@ def _create(url: str) -> Engine:
     return create_engine(url, poolclass=NullPool)
 
 
-def _create_sqlite(url: str) -> Engine:
-    engine = create_engine(
-        url,
-        # Connections are checked out by one thread at a time; the flusher thread may be that one.
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
-    )
+def _create_sqlite(url: str, creator: Callable[[], Any] | None = None) -> Engine:
+    if creator is not None:
+        # The URL cannot carry the quoted file URI (SQLAlchemy unquotes it): connect ourselves.
+        engine = create_engine(url, creator=creator, poolclass=NullPool)
+    else:
+        engine = create_engine(
+            url,
+            # One thread at a time uses a connection; the flusher thread may be that one.
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

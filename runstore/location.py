@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 ENV_VAR = "RUNSTORE_DB"
 DEFAULT_FILE_NAME = "runstore.db"
@@ -26,7 +27,8 @@ def resolve_db(db: str | os.PathLike[str] | None = None) -> str:
 
 
 def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path.expanduser().absolute()}"
+    # Percent-encoded: SQLAlchemy decodes the database part, so '#' and '?' in a path survive.
+    return f"sqlite:///{quote(str(path.expanduser().absolute()), safe='/')}"
 
 
 def is_sqlite(url: str) -> bool:
@@ -40,7 +42,7 @@ def sqlite_path(url: str) -> Path | None:
     rest = url.split("://", 1)[1]
     if rest.startswith("/"):
         rest = rest[1:]
-    rest = rest.split("?", 1)[0]
+    rest = unquote(rest.split("?", 1)[0])
     if rest in ("", ":memory:"):
         return None
     return Path(rest)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from urllib.parse import quote
 from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 
+from runstore.engine import sqlite_file_uri
 from runstore.errors import SchemaTooNew, StoreError
 from runstore.schema import KNOWN_REVISIONS, SCHEMA_REVISION
 
@@ -117,8 +117,7 @@ def sqlite_backup(source: Path, target: Path) -> None:
     """Online backup: safe while other processes write; the copy is readable by its owner only."""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
-    # Quoted: a '#' or '?' in the path would otherwise end it and name another file.
-    src = sqlite3.connect(f"file:{quote(str(source.absolute()))}?mode=ro", uri=True)
+    src = sqlite3.connect(sqlite_file_uri(source), uri=True)
     try:
         dst = sqlite3.connect(target)
         try:

@@ -31,3 +31,16 @@ def test_network_filesystem_is_recognised_from_the_mount_table(tmp_path):
 
 def test_local_store_gets_no_warning(tmp_path):
     assert network_filesystem_warning(tmp_path / "store.db") is None
+
+
+def test_store_path_with_hash_and_question_mark_names_that_file(tmp_path):
+    from conftest import SAMPLE_INPUT, Cli
+
+    folder = tmp_path / "team#1?nightly"
+    folder.mkdir()
+    cli = Cli(str(folder / "store.db"))
+    made = cli("run", "--input", str(SAMPLE_INPUT), "--output", str(tmp_path / "p.json"))
+    assert made.exit_code == 0, made.stderr
+    assert cli("db", "path").stdout.strip() == str(folder / "store.db")
+    assert (folder / "store.db").stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json", "team#1?nightly"]
