@@ -115,7 +115,7 @@ class Store:
     @classmethod
     def _open_read_only(cls, url: str, path: Path) -> Store:
         """A store file we may not write: readable as a snapshot; every write fails clearly."""
-        store = cls(url, engines.get_engine(engines.sqlite_read_only_url(path)))
+        store = cls(url, engines.get_read_only_engine(path))
         store.read_only = True
         with store.read() as conn:
             revision = current_revision(conn)
