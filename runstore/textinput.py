@@ -25,6 +25,9 @@ PREVIEW_CHARS = 80
 _SNIFF_BYTES = 8192
 _READ_BYTES = 64 * 1024
 _LINE_END = re.compile(rb"\r\n|\r|\n")
+# Bytes that may begin or end what str.strip() treats as whitespace but bytes.strip() does not.
+_UNICODE_EDGE = frozenset(range(0x1C, 0x20)) | frozenset(range(0x80, 0x100))
+_HASH = ord("#")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -85,26 +88,29 @@ def iter_items(f: BinaryIO, encoding: str = "utf-8") -> Iterator[Item]:
 
 def count_items(path: str | os.PathLike[str]) -> int:
     """How many items (good and bad) ``path`` holds: a quick first pass, on bytes, for the
-    progress bar and the seed's ``item_count``. A line blank only by Unicode's reckoning
-    (no-break spaces) is counted, though the real pass skips it."""
+    progress bar and the seed's ``item_count``; the same answer as the real pass, in bounded
+    memory."""
     f, encoding = open_input(path)
     with f:
         if encoding != "utf-8":
             return sum(1 for _ in iter_items(f, encoding))
         count = 0
-        for raw in f:
+        for number, (raw, size) in enumerate(_physical_lines(f), 1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+            if size > MAX_LINE_BYTES:
+                count += 1
+                continue
             body = raw.strip()
             if not body:
                 continue
-            if b"\r" in body:
-                count += sum(1 for piece in body.split(b"\r") if _counts(piece.strip()))
-            elif _counts(body):
+            if body[0] in _UNICODE_EDGE or body[-1] in _UNICODE_EDGE:
+                # Unicode may see more blank here (no-break spaces, \x1c): decide as the real pass.
+                text = raw.decode("utf-8", "replace").strip()
+                count += bool(text) and not text.startswith("#")
+            elif body[0] != _HASH:
                 count += 1
         return count
-
-
-def _counts(body: bytes) -> bool:
-    return bool(body) and not body.startswith((b"#", codecs.BOM_UTF8 + b"#"))
 
 
 def _utf8_lines(f: BinaryIO) -> Iterator[tuple[int, str, str | None]]:
@@ -145,18 +151,16 @@ def _physical_lines(f: BinaryIO) -> Iterator[tuple[bytes, int]]:
     while True:
         block = f.read(_READ_BYTES)
         buf += block
-        pos = 0
-        for end in _LINE_END.finditer(buf):
-            if block and end.end() == len(buf) and end.group() == b"\r":
-                break  # maybe the CR of a CRLF whose LF comes with the next block
-            line = buf[pos : end.start()]
+        # A CR at the end of a block may be the first half of a CRLF: decide with the next one.
+        keep = b"\r" if block and buf.endswith(b"\r") else b""
+        lines = _LINE_END.split(buf[:-1] if keep else buf)
+        buf = lines.pop() + keep  # the last line, not finished yet
+        for line in lines:
             if head is None:
                 yield line, len(line)
             else:
                 yield head, skipped + len(line)
                 head = None
-            pos = end.end()
-        buf = buf[pos:]
         if not block:
             if head is not None:
                 yield head, skipped + len(buf)
@@ -166,9 +170,8 @@ def _physical_lines(f: BinaryIO) -> Iterator[tuple[bytes, int]]:
         if len(buf) > MAX_LINE_BYTES:
             if head is None:
                 head, skipped = buf[: PREVIEW_CHARS * 8], 0
-            keep = 1 if buf.endswith(b"\r") else 0  # a CR that may start a CRLF
-            skipped += len(buf) - keep
-            buf = buf[len(buf) - keep :]
+            skipped += len(buf) - len(keep)
+            buf = keep
 
 
 def _utf16_lines(f: BinaryIO) -> Iterator[tuple[int, str, str | None]]:

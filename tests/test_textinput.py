@@ -23,7 +23,9 @@ from runstore.textinput import MAX_LINE_BYTES, Item, count_items, iter_items, op
 def read_items(path: Path) -> list[Item]:
     f, encoding = open_input(path)
     with f:
-        return list(iter_items(f, encoding))
+        items = list(iter_items(f, encoding))
+    assert count_items(path) == len(items)  # the first pass (item_count) agrees
+    return items
 
 
 def items_of(tmp_path: Path, data: bytes) -> list[Item]:
@@ -186,6 +188,32 @@ def test_absurdly_long_line_fails_as_an_item_in_bounded_memory(tmp_path):
     assert f"{size:,}" in (items[1].error or "")
     assert len(items[1].preview) <= 80
     assert peak < 4 * 1024 * 1024, f"reading a {size:,}-byte line peaked at {peak:,} bytes"
+
+
+def test_counting_items_first_also_reads_in_bounded_memory(tmp_path):
+    # `runstore run` counts the items before processing them: that pass must not load a
+    # file without line ends (a minified dump, a CR-only export) into memory either.
+    path = tmp_path / "one-line.txt"
+    size = 32 * 1024 * 1024
+    path.write_bytes(b"y" * size)
+    tracemalloc.start()
+    try:
+        assert count_items(path) == 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024, f"counting a {size:,}-byte line peaked at {peak:,} bytes"
+
+
+def test_item_count_agrees_with_the_items_for_unicode_blanks(tmp_path):
+    nbsp, ideographic = "\u00a0".encode(), "\u3000".encode()
+    data = (
+        b"a\n" + nbsp + b"\n\x1c\n\x1c# note\n" + ideographic + b"#x\n" + nbsp + b"b" + nbsp + b"\n"
+    )
+    path = tmp_path / "input.txt"
+    path.write_bytes(data)
+    assert texts(read_items(path)) == ["a", "b"]
+    assert count_items(path) == 2
 
 
 def test_long_utf16_line_fails_as_an_item(tmp_path):
