@@ -21,7 +21,7 @@ def parse_duration(text: str, option: str | None = None) -> float:
     cleaned = text.strip().lower().replace(" ", "")
     if not _WHOLE.fullmatch(cleaned):
         where = f"{option}: " if option else ""
-        raise UsageError(f"{where}invalid duration {text!r}; use {ACCEPTED_FORMS}")
+        raise UsageError(f"{where}cannot read {text!r}; expected {ACCEPTED_FORMS}")
     parts = _PART.findall(cleaned)
     seconds = (
         sum(float(number) * UNITS[unit] for number, unit in parts) if parts else float(cleaned)

@@ -6,30 +6,18 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timedelta, timezone
 
+# Durations are read in one place; re-exported here for the time filters' callers.
+from runstore.durations import ACCEPTED_FORMS as DURATION_FORMS  # noqa: F401
+from runstore.durations import parse_duration  # noqa: F401
 from runstore.errors import UsageError
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _AMOUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$", re.IGNORECASE)
-_COMPOUND = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", re.IGNORECASE)
 
 WHEN_FORMS = (
     "a relative age (30m, 12h, 7d, 2w), today, yesterday, or an ISO date/time "
     "(2026-11-28, 2026-11-28T06:00, 2026-11-28T06:00Z)"
 )
-DURATION_FORMS = "a number with a unit: 500ms, 5s, 2m, 1h, 1d (or combined: 1h30m)"
-
-
-def parse_duration(text: str, option: str = "duration") -> float:
-    """Seconds in ``text`` such as ``5s``, ``2m``, ``1h30m``; UsageError naming the forms."""
-    cleaned = text.strip().lower().replace(" ", "")
-    if not cleaned:
-        raise UsageError(f"{option}: empty value; expected {DURATION_FORMS}")
-    parts = _COMPOUND.findall(cleaned)
-    if not parts or "".join(a + u for a, u in parts) != cleaned:
-        if re.fullmatch(r"\d+(\.\d+)?", cleaned):
-            return float(cleaned)  # a bare number means seconds, as in timeout(1)
-        raise UsageError(f"{option}: cannot read {text!r}; expected {DURATION_FORMS}")
-    return sum(float(amount) * _UNITS[unit] for amount, unit in parts)
 
 
 def parse_when(text: str, option: str = "--since", now: datetime | None = None) -> datetime:
