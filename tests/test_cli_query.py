@@ -539,7 +539,7 @@ def test_queries_change_nothing(qcli, handful):
 # -- a real pipe ----------------------------------------------------------------------------------
 
 
-def test_history_into_head_ends_quietly(sqlite_db, tmp_path):
+def test_output_into_head_ends_quietly(sqlite_db, tmp_path):
     """`runstore history | head -1`: the reader leaves early; no traceback, no error, exit 0."""
     started = datetime.now(timezone.utc)
     insert_runs(
@@ -550,13 +550,21 @@ def test_history_into_head_ends_quietly(sqlite_db, tmp_path):
             for i in range(4000)
         ],
     )  # fmt: skip
+    with RunLogger(job="chatty", run_id="chatty", db=sqlite_db) as run:
+        for i in range(3000):
+            run.log_event("item_processed", {"line": f"line {i}", "padding": "x" * 40})
     runstore = f"{sys.executable} -m runstore"
     script = "; ".join(
-        f'{runstore} history --limit 4000 {fmt} | head -1 > /dev/null; echo "${{PIPESTATUS[0]}}"'
-        for fmt in ("", "--jsonl")
+        f'{runstore} {command} | head -1 > /dev/null; echo "${{PIPESTATUS[0]}}"'
+        for command in (
+            "history --limit 4000",
+            "history --limit 4000 --jsonl",
+            "show chatty",
+            "export chatty",
+        )
     )
     env = {**os.environ, "RUNSTORE_DB": sqlite_db, "PYTHONPATH": str(REPO)}
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=120)  # fmt: skip
     assert done.stderr == ""
-    assert done.stdout.split() == ["0", "0"]
+    assert done.stdout.split() == ["0", "0", "0", "0"]

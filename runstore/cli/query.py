@@ -221,9 +221,10 @@ def show(
         from runstore.timefilters import humane_age
 
         fields["status"] = f"running (for {humane_age(record['started_at'])})"
-    emit_record({k: v for k, v in fields.items() if v is not None}, fmt, RUN_KINDS)
-    print()
-    emit(evs, EVENT_COLUMNS, fmt)
+    with reader_may_leave():
+        emit_record({k: v for k, v in fields.items() if v is not None}, fmt, RUN_KINDS)
+        print()
+        emit(evs, EVENT_COLUMNS, fmt)
 
 
 STATS_COLUMNS = [
