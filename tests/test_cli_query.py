@@ -38,6 +38,7 @@ from runstore.logger import RunLogger
 from runstore.queries import stats
 from runstore.schema import NOT_COMPLETED_STATUSES
 from runstore.store import Store
+from runstore.timefilters import DURATION_FORMS, WHEN_FORMS
 
 MACHINE_KEYS = [
     "run_id", "job", "status", "started_at", "finished_at", "duration_ms", "items_total",
@@ -251,11 +252,11 @@ def test_history_with_nothing_to_show(lcli):
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["--since", "last tuesday"], ["--since", "30m", "12h", "7d", "2w", "today", "ISO"]),
+        (["--since", "last tuesday"], ["--since", WHEN_FORMS]),
         (["--until", "soon"], ["--until", "today", "yesterday"]),
         (["--since", "7"], ["--since", "7d"]),
-        (["--min-duration", "fast"], ["--min-duration", "5s", "2m", "500ms"]),
-        (["--max-duration", "-1s"], ["--max-duration", "5s"]),
+        (["--min-duration", "fast"], ["--min-duration", DURATION_FORMS]),
+        (["--max-duration", "-1s"], ["--max-duration", DURATION_FORMS]),
         (["--status", "done"], ["unknown status done", "completed", "failed"]),
         (["--limit", "-1"], ["--limit"]),
         (["--json", "--csv"], ["--json", "--csv"]),
@@ -439,8 +440,8 @@ def test_check_unhealthy_exits_one_with_a_reason(qcli, args, reason):
 
 
 def test_check_malformed_limits_are_usage_errors(sqlite_cli):
-    usage_error(sqlite_cli("check", "etl", "--max-age", "a day"), "--max-age", "5s")
-    usage_error(sqlite_cli("check", "etl", "--max-duration", "long"), "--max-duration")
+    usage_error(sqlite_cli("check", "etl", "--max-age", "a day"), "--max-age", DURATION_FORMS)
+    usage_error(sqlite_cli("check", "etl", "--max-duration", "long"), "--max-duration", "2m")
     usage_error(sqlite_cli("check"))
 
 
