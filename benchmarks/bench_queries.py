@@ -381,7 +381,7 @@ def main() -> None:
         with_index = median(found["stats_s"])
         notes.append(
             f"with {found['ddl']}: stats {with_index * 1000:.0f} ms vs {stats_s * 1000:.0f} ms "
-            f"({stats_s / with_index:.1f}x faster), store {found['bytes'] / 1e6:.0f} MB "
+            f"(a speed-up of {stats_s / with_index:.2f}x), store {found['bytes'] / 1e6:.0f} MB "
             f"vs {big.stat().st_size / 1e6:.0f} MB"
         )
     report(figures, notes)
