@@ -53,16 +53,18 @@ def test_run_sample_input_exits_0_with_nine_items(cli, tmp_path):
     assert len(json.loads((tmp_path / "p.json").read_text())) == 9
 
 
-def test_json_summary(cli, tmp_path):
-    result = cli(*run_args(tmp_path, SAMPLE_INPUT, "--run-id", "j1", "--json", "--job", "nightly"))
+def test_json_summary(sqlite_cli, tmp_path):
+    result = sqlite_cli(
+        *run_args(tmp_path, SAMPLE_INPUT, "--run-id", "j1", "--json", "--job", "nightly")
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["run_id"] == "j1"
     assert summary["job"] == "nightly"
     assert summary["status"] == "completed"
     assert summary["items"] == {"total": 9, "ok": 9, "failed": 0}
-    assert summary["event_count"] == run_row(cli.db, "j1")["event_count"]
-    assert summary["duration_ms"] == run_row(cli.db, "j1")["duration_ms"]
+    assert summary["event_count"] == run_row(sqlite_cli.db, "j1")["event_count"]
+    assert summary["duration_ms"] == run_row(sqlite_cli.db, "j1")["duration_ms"]
     assert summary["exit_code"] == 0
 
 
@@ -133,16 +135,16 @@ def test_verbose_prints_each_event_as_a_line(cli, tmp_path):
     assert first_item["item"] == "extract customer records from the CRM export"
 
 
-def test_without_verbose_only_the_summary_is_printed(cli, tmp_path):
-    result = cli(*run_args(tmp_path, SAMPLE_INPUT))
+def test_without_verbose_only_the_summary_is_printed(sqlite_cli, tmp_path):
+    result = sqlite_cli(*run_args(tmp_path, SAMPLE_INPUT))
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 1
 
 
-def test_bad_lines_fail_as_items_and_the_run_exits_0(cli, tmp_path):
+def test_bad_lines_fail_as_items_and_the_run_exits_0(sqlite_cli, tmp_path):
     source = tmp_path / "messy.txt"
     source.write_bytes(b"good\r\nbad \xff\r\nbell\x07\r\nfine\r\n")
-    result = cli(*run_args(tmp_path, source, "--run-id", "messy", "--json"))
+    result = sqlite_cli(*run_args(tmp_path, source, "--run-id", "messy", "--json"))
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["items"] == {"total": 4, "ok": 2, "failed": 2}

@@ -168,29 +168,29 @@ def test_warnings_errors_and_item_counters(db):
     assert events[-1]["data"]["errors"] == 1
 
 
-def test_seed_error_counting_two_errors(db):
-    with RunLogger(job="seed", db=db) as run:
+def test_seed_error_counting_two_errors(sqlite_db):
+    with RunLogger(job="seed", db=sqlite_db) as run:
         run.log_error("first", code=1)
         run.log_error("second", code=2)
-    row = run_row(db, run.run_id)
+    row = run_row(sqlite_db, run.run_id)
     assert row["error_count"] == 2
     assert row["status"] == "failed"
-    errors = [e for e in event_rows(db, run.run_id) if e["event_type"] == "error"]
+    errors = [e for e in event_rows(sqlite_db, run.run_id) if e["event_type"] == "error"]
     assert [e["data"]["message"] for e in errors] == ["first", "second"]
 
 
-def test_explicit_finish_status(db):
-    run = RunLogger(job="j", db=db)
+def test_explicit_finish_status(sqlite_db):
+    run = RunLogger(job="j", db=sqlite_db)
     with pytest.raises(ValueError):
         run.finish("running")
     summary = run.finish(RunStatus.CANCELLED, exit_code=143, error_summary="stopped")
-    row = run_row(db, run.run_id)
+    row = run_row(sqlite_db, run.run_id)
     assert (row["status"], row["exit_code"], row["error_summary"]) == ("cancelled", 143, "stopped")
     assert summary["status"] == "cancelled"
 
 
-def test_unknown_level_is_refused_at_the_call(db):
-    run = RunLogger(job="j", db=db)
+def test_unknown_level_is_refused_at_the_call(sqlite_db):
+    run = RunLogger(job="j", db=sqlite_db)
     with pytest.raises(ValueError, match="level"):
         run.log_event("x", level="fatal")
     assert run.finish()["status"] == "completed"
@@ -220,18 +220,18 @@ def test_exception_inside_with_fails_the_run_records_it_and_reraises(db, tmp_pat
     assert json.loads(log.read_text())["status"] == "failed"  # the log is written too
 
 
-def test_ctrl_c_inside_with_cancels_the_run_and_reraises(db):
-    with pytest.raises(KeyboardInterrupt), RunLogger(job="j", db=db) as run:
+def test_ctrl_c_inside_with_cancels_the_run_and_reraises(sqlite_db):
+    with pytest.raises(KeyboardInterrupt), RunLogger(job="j", db=sqlite_db) as run:
         raise KeyboardInterrupt
-    row = run_row(db, run.run_id)
+    row = run_row(sqlite_db, run.run_id)
     assert (row["status"], row["exit_code"]) == ("cancelled", 130)
 
 
-def test_finish_inside_with_is_kept(db):
-    with RunLogger(job="j", db=db) as run:
+def test_finish_inside_with_is_kept(sqlite_db):
+    with RunLogger(job="j", db=sqlite_db) as run:
         summary = run.finish(RunStatus.FAILED, error_summary="gave up")
     assert run.finish() == summary
-    assert run_row(db, run.run_id)["status"] == "failed"
+    assert run_row(sqlite_db, run.run_id)["status"] == "failed"
 
 
 # -- run ids ------------------------------------------------------------------------------------
@@ -265,14 +265,14 @@ def test_a_generated_id_that_collides_is_replaced(db, monkeypatch):
     assert query(db, "SELECT * FROM runs WHERE run_id = '20260101-000000-aaaaaa'") == before
 
 
-def test_runs_get_distinct_generated_ids(db):
+def test_runs_get_distinct_generated_ids(sqlite_db):
     run_ids = []
     for _ in range(20):
-        run = RunLogger(job="j", db=db, flush_interval=60)
+        run = RunLogger(job="j", db=sqlite_db, flush_interval=60)
         run.finish()
         run_ids.append(run.run_id)
     assert len(set(run_ids)) == 20
-    assert query(db, "SELECT COUNT(*) AS n FROM runs")[0]["n"] == 20
+    assert query(sqlite_db, "SELECT COUNT(*) AS n FROM runs")[0]["n"] == 20
 
 
 def test_duplicate_run_id_is_refused_and_first_run_untouched(db, tmp_path):
@@ -315,23 +315,23 @@ def test_invalid_run_id_is_refused_before_anything_is_written(sqlite_db, bad):
 # -- time ---------------------------------------------------------------------------------------
 
 
-def test_duration_comes_from_a_monotonic_clock(db, monkeypatch):
-    run = RunLogger(job="j", db=db)
+def test_duration_comes_from_a_monotonic_clock(sqlite_db, monkeypatch):
+    run = RunLogger(job="j", db=sqlite_db)
     # The wall clock steps back an hour mid-run (NTP, a VM resumed): duration must not care.
     stepped = datetime.now(timezone.utc) - timedelta(hours=1)
     monkeypatch.setattr(logger_module, "_now", lambda: stepped)
     time.sleep(0.05)
     summary = run.finish()
     assert 50 <= summary["duration_ms"] < 60_000
-    assert run_row(db, run.run_id)["duration_ms"] == summary["duration_ms"]
+    assert run_row(sqlite_db, run.run_id)["duration_ms"] == summary["duration_ms"]
 
 
-def test_duration_is_bounded_by_the_elapsed_time(db):
+def test_duration_is_bounded_by_the_elapsed_time(sqlite_db):
     began = time.monotonic()
-    with RunLogger(job="j", db=db) as run:
+    with RunLogger(job="j", db=sqlite_db) as run:
         time.sleep(0.02)
     elapsed_ms = (time.monotonic() - began) * 1000
-    duration = run_row(db, run.run_id)["duration_ms"]
+    duration = run_row(sqlite_db, run.run_id)["duration_ms"]
     assert 20 <= duration <= elapsed_ms + 1
 
 
@@ -444,33 +444,33 @@ def test_attach_interleaved_with_the_owner_leaves_no_gaps(db):
     assert [e["data"]["i"] for e in events if e["event_type"] == "child"] == list(range(10))
 
 
-def test_attach_finds_the_run_from_the_environment(db, monkeypatch):
-    owner = RunLogger(job="w", run_id="from-env", db=db)
+def test_attach_finds_the_run_from_the_environment(sqlite_db, monkeypatch):
+    owner = RunLogger(job="w", run_id="from-env", db=sqlite_db)
     monkeypatch.setenv("RUNSTORE_RUN_ID", "from-env")
-    child = RunLogger.attach(db=db)
+    child = RunLogger.attach(db=sqlite_db)
     child.log_event("hello")
     child.finish()
     owner.finish()
-    assert "hello" in event_types(db, "from-env")
+    assert "hello" in event_types(sqlite_db, "from-env")
 
 
-def test_attach_refuses_finished_or_unknown_runs(db):
-    with RunLogger(job="w", run_id="done", db=db):
+def test_attach_refuses_finished_or_unknown_runs(sqlite_db):
+    with RunLogger(job="w", run_id="done", db=sqlite_db):
         pass
     with pytest.raises(RunstoreError, match="completed, not running"):
-        RunLogger.attach("done", db=db)
+        RunLogger.attach("done", db=sqlite_db)
     with pytest.raises(RunNotFound):
-        RunLogger.attach("no-such-run", db=db)
+        RunLogger.attach("no-such-run", db=sqlite_db)
     with pytest.raises(RunstoreError, match="RUNSTORE_RUN_ID"):
-        RunLogger.attach(db=db)
+        RunLogger.attach(db=sqlite_db)
 
 
 # -- the verbose echo ---------------------------------------------------------------------------
 
 
-def test_echo_shows_each_event_as_it_is_logged(db):
+def test_echo_shows_each_event_as_it_is_logged(sqlite_db):
     lines: list[str] = []
-    run = RunLogger(job="j", db=db, echo=lines.append)
+    run = RunLogger(job="j", db=sqlite_db, echo=lines.append)
     assert len(lines) == 1 and "run_started" in lines[0]
     run.log_event("step", {"n": 1})
     assert len(lines) == 2 and "step" in lines[1] and '"n": 1' in lines[1]
@@ -481,16 +481,16 @@ def test_echo_shows_each_event_as_it_is_logged(db):
     assert all("\n" not in line for line in lines)
 
 
-def test_verbose_prints_events_to_stdout(db, capsys):
-    with RunLogger(job="j", db=db, verbose=True) as run:
+def test_verbose_prints_events_to_stdout(sqlite_db, capsys):
+    with RunLogger(job="j", db=sqlite_db, verbose=True) as run:
         run.log_event("step")
         assert capsys.readouterr().out.splitlines()[-1].split()[2] == "step"
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 and "run_finished" in out[0]
 
 
-def test_quiet_by_default(db, capsys):
-    with RunLogger(job="j", db=db) as run:
+def test_quiet_by_default(sqlite_db, capsys):
+    with RunLogger(job="j", db=sqlite_db) as run:
         run.log_event("step")
         run.log_warning("w")
     captured = capsys.readouterr()

@@ -133,8 +133,8 @@ def test_missing_input_fails_the_run_and_still_writes_its_log(db, tmp_path):
     assert not (tmp_path / "out" / "processed.json").exists()
 
 
-def test_input_that_is_a_directory_fails_the_run(db, tmp_path):
-    summary, problem = job(db, tmp_path, tmp_path, run_id="dir-input")
+def test_input_that_is_a_directory_fails_the_run(sqlite_db, tmp_path):
+    summary, problem = job(sqlite_db, tmp_path, tmp_path, run_id="dir-input")
     assert summary["status"] == "failed"
     assert "directory" in str(problem)
     assert not (tmp_path / "out" / "processed.json").exists()
@@ -143,8 +143,8 @@ def test_input_that_is_a_directory_fails_the_run(db, tmp_path):
 # -- the sample input and the two files -----------------------------------------------------------
 
 
-def test_sample_input_holds_the_nine_tasks_it_describes(db, tmp_path):
-    summary, _ = job(db, tmp_path, SAMPLE_INPUT, run_id="sample")
+def test_sample_input_holds_the_nine_tasks_it_describes(sqlite_db, tmp_path):
+    summary, _ = job(sqlite_db, tmp_path, SAMPLE_INPUT, run_id="sample")
     assert summary["items"] == {"total": 9, "ok": 9, "failed": 0}
     records = json.loads((tmp_path / "out" / "processed.json").read_text(encoding="utf-8"))
     assert [r["item"] for r in records] == sample_items()
@@ -226,38 +226,38 @@ def test_failure_mid_run_leaves_no_partial_output(db, tmp_path, monkeypatch):
     assert len(log["events"]) == row["event_count"]
 
 
-def test_failed_run_keeps_the_previous_output_whole(db, tmp_path, monkeypatch):
+def test_failed_run_keeps_the_previous_output_whole(sqlite_db, tmp_path, monkeypatch):
     source = write_input(tmp_path, ["one", "two"])
-    job(db, tmp_path, source, run_id="good")
+    job(sqlite_db, tmp_path, source, run_id="good")
     output = tmp_path / "out" / "processed.json"
     before = output.read_bytes()
 
     monkeypatch.setattr(pipeline, "process_item", lambda text: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        job(db, tmp_path, source, run_id="bad")
+        job(sqlite_db, tmp_path, source, run_id="bad")
     assert output.read_bytes() == before
     assert sorted(p.name for p in output.parent.iterdir()) == ["processed.json", "run_log.json"]
 
 
-def test_output_in_a_missing_directory_fails_before_any_work(db, tmp_path):
+def test_output_in_a_missing_directory_fails_before_any_work(sqlite_db, tmp_path):
     source = write_input(tmp_path, ["one"])
     target = tmp_path / "no" / "such" / "dir" / "processed.json"
-    summary, problem = job(db, tmp_path, source, run_id="no-dir", output_path=target)
+    summary, problem = job(sqlite_db, tmp_path, source, run_id="no-dir", output_path=target)
     assert summary["status"] == "failed"
     assert "does not exist" in str(problem)
     assert not target.parent.exists()
-    types = [e["event_type"] for e in event_rows(db, "no-dir")]
+    types = [e["event_type"] for e in event_rows(sqlite_db, "no-dir")]
     assert "item_processed" not in types and types[-2:] == ["error", "run_finished"]
 
 
-def test_unwritable_log_location_still_records_the_run(db, tmp_path):
+def test_unwritable_log_location_still_records_the_run(sqlite_db, tmp_path):
     source = write_input(tmp_path, ["one"])
     log = tmp_path / "missing-dir" / "run_log.json"
-    summary, problem = job(db, tmp_path, source, run_id="no-log", log_path=log)
+    summary, problem = job(sqlite_db, tmp_path, source, run_id="no-log", log_path=log)
     assert summary["status"] == "failed"
     assert "missing-dir" in str(problem)
     assert not log.exists()
-    assert run_row(db, "no-log")["status"] == "failed"
+    assert run_row(sqlite_db, "no-log")["status"] == "failed"
 
 
 def test_no_log_asked_no_log_written(sqlite_db, tmp_path):
