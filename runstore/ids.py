@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from runstore.errors import UsageError
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32: no i, l, o, u
-_VALID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,63}$")
+_VALID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,63}\Z")  # \Z: "$" lets a final newline in
 
 
 def new_run_id(now: datetime | None = None) -> str:

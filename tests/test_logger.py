@@ -304,7 +304,7 @@ def test_duplicate_of_a_running_run_is_refused(db):
     assert run_row(db, "live")["status"] == "completed"
 
 
-@pytest.mark.parametrize("bad", ["", "-starts-with-dash", "has space", "a/b", "x" * 65])
+@pytest.mark.parametrize("bad", ["", "-starts-with-dash", "has space", "a/b", "x" * 65, "ends\n"])
 def test_invalid_run_id_is_refused_before_anything_is_written(sqlite_db, bad):
     Store.open(sqlite_db)
     with pytest.raises(UsageError, match="invalid run id"):
