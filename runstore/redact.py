@@ -17,8 +17,8 @@ _OPTION_WITH_VALUE = re.compile(rf"^(--?[\w-]*{_SECRET_WORD}[\w-]*=)(.+)$", re.I
 _OPTION_ALONE = re.compile(rf"^--?[\w-]*{_SECRET_WORD}[\w-]*$", re.IGNORECASE)
 # KEY=value words: DB_PASSWORD=..., GITHUB_TOKEN=...
 _ASSIGNMENT = re.compile(rf"^((?:[A-Za-z_][\w.-]*)?{_SECRET_WORD}[\w.-]*=)(.+)$", re.IGNORECASE)
-# user:password@ in URLs (postgresql://u:p@host/db)
-_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)([^@\s/]+)(@)")
+# user:password@ in URLs (postgresql://u:p@host/db), and a password alone (redis://:p@host)
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)([^@\s/]+)(@)")
 # The same shapes inside one word that holds a shell script (`sh -c '... --token abc ...'`).
 _VALUE = r"(?:\"[^\"]*\"|'[^']*'|[^\s'\"]+)"
 _INLINE = [

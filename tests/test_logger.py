@@ -591,3 +591,24 @@ def test_job_name_too_long_for_the_store_is_a_usage_error(db):
     with pytest.raises(UsageError, match="job name"):
         RunLogger(job="j" * 201, db=db)
     assert query(db, "SELECT COUNT(*) AS n FROM runs")[0]["n"] == 0
+
+
+def test_secrets_in_the_command_line_never_reach_the_store(db):
+    argv = [
+        "etl.py",
+        "--db",
+        "postgresql://ops:s3cret-pg@db.example/runs",
+        "--cache",
+        "redis://:s3cret-redis@cache:6379/0",
+        "--password",
+        "s3cret-opt",
+        "--api-key=s3cret-key",
+        "DB_PASSWORD=s3cret-env",
+        "--rows",
+        "120",
+    ]
+    with RunLogger(job="j", db=db, argv=argv) as run:
+        pass
+    command = run_row(db, run.run_id)["command"]
+    assert "s3cret" not in command
+    assert "--rows 120" in command and "db.example/runs" in command
