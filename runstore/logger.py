@@ -420,7 +420,9 @@ class RunLogger:
             return
         summary = f"{type(exc).__name__}: {exc}"
         self.log_error(summary, exception=type(exc).__name__, traceback=_format_tb(exc))
-        self.finish(RunStatus.FAILED, error_summary=summary)
+        # sys.exit(3): the process exits 3, and so does the run; anything else exits 1.
+        code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else None
+        self.finish(RunStatus.FAILED, error_summary=summary, exit_code=code)
 
 
 # One encoder for every event: json.dumps with options would build a new one per call.

@@ -4,6 +4,7 @@ process would read it (a separate engine and connection, plain SQL)."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -225,6 +226,14 @@ def test_ctrl_c_inside_with_cancels_the_run_and_reraises(sqlite_db):
         raise KeyboardInterrupt
     row = run_row(sqlite_db, run.run_id)
     assert (row["status"], row["exit_code"]) == ("cancelled", 130)
+
+
+@pytest.mark.parametrize(("code", "status", "exit_code"), [(0, "completed", 0), (3, "failed", 3)])
+def test_sys_exit_inside_with_records_the_exit_code(sqlite_db, code, status, exit_code):
+    with pytest.raises(SystemExit), RunLogger(job="j", db=sqlite_db) as run:
+        sys.exit(code)
+    row = run_row(sqlite_db, run.run_id)
+    assert (row["status"], row["exit_code"]) == (status, exit_code)
 
 
 def test_finish_inside_with_is_kept(sqlite_db):
