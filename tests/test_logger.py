@@ -621,3 +621,28 @@ def test_secrets_in_the_command_line_never_reach_the_store(db):
     command = run_row(db, run.run_id)["command"]
     assert "s3cret" not in command
     assert "--rows 120" in command and "db.example/runs" in command
+
+
+def test_threads_logging_into_one_run_lose_nothing(db):
+    run = RunLogger(job="threads", db=db, events_per_flush=7, flush_interval=0.05)
+
+    def work(worker: int) -> None:
+        for i in range(100):
+            run.log_event("tick", {"worker": worker, "i": i})
+            if i % 25 == 0:
+                run.log_warning("checkpoint", worker=worker, i=i)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    run.finish()
+
+    events = event_rows(db, run.run_id)
+    assert [e["seq"] for e in events] == list(range(1, 4 * 104 + 3))
+    for worker in range(4):
+        ticks = [e["data"]["i"] for e in events if e["data"] and e["data"].get("worker") == worker]
+        assert ticks == sorted(ticks) and len(ticks) == 104
+    row = run_row(db, run.run_id)
+    assert (row["event_count"], row["warning_count"]) == (4 * 104 + 2, 16)
