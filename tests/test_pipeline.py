@@ -204,7 +204,7 @@ def test_failure_mid_run_leaves_no_partial_output(db, tmp_path, monkeypatch):
     source = write_input(tmp_path, [f"task {i}" for i in range(10)])
     real = pipeline.process_item
 
-    def breaks_on_the_fourth(text: str) -> dict[str, Any]:
+    def breaks_on_the_fourth(text: str) -> Any:
         if text == "task 3":
             raise RuntimeError("worker crashed")
         return real(text)
