@@ -63,8 +63,9 @@ def dispose_all() -> None:
 def _create(url: str) -> Engine:
     if url.startswith("sqlite"):
         return _create_sqlite(url)
-    # Short-lived CLI processes: no pool to keep; many hosts share the server.
-    return create_engine(url, poolclass=NullPool)
+    # A small pool: a command reuses its connection (an export of many runs opens one, not one
+    # per run); pre-ping replaces a connection the server dropped while a long job was quiet.
+    return create_engine(url, pool_size=2, max_overflow=4, pool_pre_ping=True)
 
 
 def _create_sqlite(url: str, creator: Callable[[], Any] | None = None) -> Engine:

@@ -277,11 +277,10 @@ class Store:
             row = conn.execute(select(runs).where(runs.c.run_id == ref)).mappings().first()
             if row is not None:
                 return dict(row)
-            escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             matches = (
                 conn.execute(
                     select(runs)
-                    .where(runs.c.run_id.like(escaped + "%", escape="\\"))
+                    .where(self._starts_with(runs.c.run_id, ref))
                     .order_by(runs.c.started_at.desc())
                     .limit(51)
                 )
@@ -293,6 +292,15 @@ class Store:
         if len(matches) > 1:
             raise AmbiguousRunId(ref, [m["run_id"] for m in matches])
         return dict(matches[0])
+
+    def _starts_with(self, column: Any, prefix: str) -> Any:
+        """A case-sensitive prefix match that can use the column's index."""
+        if self.dialect == "sqlite":
+            # SQLite's LIKE ignores case and skips the index; GLOB does neither.
+            escaped = "".join(f"[{c}]" if c in "*?[" else c for c in prefix)
+            return column.op("GLOB")(escaped + "*")
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return column.like(escaped + "%", escape="\\")
 
     def iter_events(self, run_pk: int, batch_size: int = 2000) -> Iterator[dict[str, Any]]:
         """A run's events in order, streamed; ``data`` is the stored JSON text (or None)."""

@@ -47,6 +47,12 @@ def qcli(handful: Handful) -> Cli:
     return Cli(handful.db)
 
 
+@pytest.fixture(scope="module", params=BACKENDS[1:])
+def server_handful(request, tmp_path_factory) -> Iterator[Handful]:
+    """The handful on PostgreSQL only, for statements that exist only there."""
+    yield from handful_store(request, tmp_path_factory)
+
+
 @pytest.fixture
 def lite(sqlite_db: str, tmp_path: Path) -> Handful:
     """The handful in a SQLite file of this test's own, for tests that check its bytes."""
@@ -287,9 +293,8 @@ def test_writes_are_refused_and_change_nothing_on_every_backend(qcli, handful):
     assert snapshot(handful.db) == before
 
 
-def test_server_escapes_are_refused_on_postgres(qcli, handful, tmp_path):
-    if Store.open(handful.db).dialect == "sqlite":
-        pytest.skip("PostgreSQL statements")
+def test_server_escapes_are_refused_on_postgres(server_handful, tmp_path):
+    handful, qcli = server_handful, Cli(server_handful.db)
     before = snapshot(handful.db)
     marker = tmp_path / "program-ran"
     for sql in [
@@ -309,9 +314,8 @@ def test_server_escapes_are_refused_on_postgres(qcli, handful, tmp_path):
     assert not marker.exists()
 
 
-def test_postgres_takes_parameters_leading_comments_explain_and_show(qcli, handful):
-    if Store.open(handful.db).dialect == "sqlite":
-        pytest.skip("PostgreSQL statements")
+def test_postgres_takes_parameters_leading_comments_explain_and_show(server_handful):
+    qcli = Cli(server_handful.db)
     sql = "-- failures\n/* per job */ (select job, count(*) as n from runs where status = :s\n" \
           "group by job)"  # fmt: skip
     got = qcli("sql", "-", "-p", "s=failed", "--json", input=sql)

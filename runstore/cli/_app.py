@@ -6,6 +6,7 @@ loads inside the command that needs it, so ``--help`` and ``--version`` stay fas
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Annotated, Any, NoReturn
@@ -35,7 +36,13 @@ class _Group(TyperGroup):
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except BrokenPipeError:
-            raise  # the reader of our output left; main() ends quietly
+            # `runstore history | head`: the reader left. Not an error: what is still buffered
+            # goes nowhere instead of failing again at exit.
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            raise typer.Exit(0) from None
         except Exception as exc:
             if type(exc).__module__.startswith("typer") or os.environ.get("RUNSTORE_DEBUG"):
                 raise  # Typer's own exits and usage errors, or a developer asking for details

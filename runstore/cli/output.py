@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -81,28 +79,8 @@ def human_value(value: Any, kind: str) -> str:
     return str(value)
 
 
-@contextmanager
-def reader_may_leave() -> Iterator[None]:
-    """``runstore history | head``: when the reader of stdout leaves, stop quietly (exit 0)."""
-    try:
-        yield
-    except BrokenPipeError:
-        try:  # what is still buffered goes nowhere, instead of failing again at exit
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-        except (OSError, ValueError):
-            pass
-        raise typer.Exit(0) from None
-
-
 def emit(rows: Iterable[dict[str, Any]], columns: Sequence[Column], fmt: Format) -> int:
     """Write ``rows`` in ``fmt`` to stdout; returns how many were written."""
-    with reader_may_leave():
-        return _emit(rows, columns, fmt)
-
-
-def _emit(rows: Iterable[dict[str, Any]], columns: Sequence[Column], fmt: Format) -> int:
     out = sys.stdout
     count = 0
     if fmt is Format.JSON:
@@ -183,11 +161,7 @@ def _table(rows: Iterable[dict[str, Any]], columns: Sequence[Column]) -> int:
 
 def emit_record(record: dict[str, Any], fmt: Format, kinds: dict[str, str] | None = None) -> None:
     """One object: JSON formats print it whole; the table and text show ``key: value`` lines."""
-    with reader_may_leave():
-        _emit_record(record, fmt, kinds or {})
-
-
-def _emit_record(record: dict[str, Any], fmt: Format, kinds: dict[str, str]) -> None:
+    kinds = kinds or {}
     if fmt in (Format.JSON, Format.JSONL):
         sys.stdout.write(json.dumps({k: raw_value(v) for k, v in record.items()}, default=str))
         sys.stdout.write("\n")

@@ -191,7 +191,6 @@ def show(
         emit,
         emit_record,
         raw_value,
-        reader_may_leave,
     )
     from runstore.queries import HistoryFilter, run_events
     from runstore.queries import history as query_history
@@ -211,8 +210,7 @@ def show(
     if fmt is Format.JSON:
         doc = {k: raw_value(v) for k, v in fields.items()}
         doc["events"] = [{k: raw_value(v) for k, v in e.items()} for e in evs]
-        with reader_may_leave():
-            print(json.dumps(doc, default=str, indent=2))
+        print(json.dumps(doc, default=str, indent=2))
         return
     if fmt in (Format.JSONL, Format.CSV):
         emit(evs, [Column(c.key, c.key) for c in EVENT_COLUMNS], fmt)
@@ -221,10 +219,9 @@ def show(
         from runstore.timefilters import humane_age
 
         fields["status"] = f"running (for {humane_age(record['started_at'])})"
-    with reader_may_leave():
-        emit_record({k: v for k, v in fields.items() if v is not None}, fmt, RUN_KINDS)
-        print()
-        emit(evs, EVENT_COLUMNS, fmt)
+    emit_record({k: v for k, v in fields.items() if v is not None}, fmt, RUN_KINDS)
+    print()
+    emit(evs, EVENT_COLUMNS, fmt)
 
 
 STATS_COLUMNS = [
@@ -345,7 +342,6 @@ def export(
     from contextlib import nullcontext
 
     from runstore.atomic import atomic_text_file
-    from runstore.cli.output import reader_may_leave
     from runstore.queries import HistoryFilter, iter_history
     from runstore.runlog import write_run_log, write_run_log_line
     from runstore.timefilters import parse_when
@@ -358,7 +354,7 @@ def export(
     )
     if run is not None:
         record = store.find_run(run)
-        with reader_may_leave(), target as out:
+        with target as out:
             (write_run_log_line if as_jsonl else write_run_log)(out, store, record)
         return
     if not as_jsonl:
@@ -369,7 +365,7 @@ def export(
         limit=None,
         oldest_first=True,
     )
-    with reader_may_leave(), target as out:
+    with target as out:
         for record in iter_history(store, flt):  # streamed: memory stays flat in the run count
             write_run_log_line(out, store, record)
 
