@@ -259,3 +259,13 @@ def test_python_dash_m_runstore(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("runstore ")
+
+
+def test_default_store_lives_in_the_per_user_data_directory(sqlite_cli, tmp_path):
+    env = {"RUNSTORE_DB": "", "XDG_DATA_HOME": str(tmp_path / "data")}
+    expected = tmp_path / "data" / "runstore" / "runstore.db"
+    assert sqlite_cli("db", "path", env=env).stdout.strip() == str(expected)
+    result = sqlite_cli(*run_args(tmp_path, SAMPLE_INPUT, "--run-id", "home"), env=env)
+    assert result.exit_code == 0, result.output
+    assert run_row(str(expected), "home")["status"] == "completed"
+    assert stat.S_IMODE(expected.stat().st_mode) == 0o600
