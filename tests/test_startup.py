@@ -110,3 +110,16 @@ def test_the_schema_keeps_the_partial_index_on_both_databases() -> None:
     for dialect in (sqlite.dialect(), postgresql.dialect()):
         ddl = str(CreateIndex(index).compile(dialect=dialect))
         assert ddl.endswith("WHERE status = 'running'"), ddl
+
+
+def test_the_collector_pauses_for_start_up_only() -> None:
+    code = (
+        "import gc, time\n"
+        "from runstore.cli import pause_gc_during_start_up\n"
+        "pause_gc_during_start_up(0.05)\n"
+        "paused = not gc.isenabled()\n"
+        "time.sleep(0.5)\n"
+        "print(paused, gc.isenabled())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["True", "True"], done.stderr
