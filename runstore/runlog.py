@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
+from itertools import islice
 from typing import Any, TextIO
 
 from runstore.atomic import atomic_text_file
@@ -66,12 +67,8 @@ def write_run_log(out: TextIO, store: Store, run: dict[str, Any]) -> None:
     header = json.dumps(run_header(run), indent=2, ensure_ascii=False)
     out.write(header[:-2])  # drop the closing "\n}" to append the events
     out.write(',\n  "events": [')
-    first = True
-    for line in event_lines(store, run):
-        out.write("\n    " if first else ",\n    ")
-        out.write(line)
-        first = False
-    out.write("\n  ]\n}\n" if not first else "]\n}\n")
+    wrote = write_joined(out, event_lines(store, run), ",\n    ", first="\n    ")
+    out.write("\n  ]\n}\n" if wrote else "]\n}\n")
 
 
 def write_run_log_line(out: TextIO, store: Store, run: dict[str, Any]) -> None:
@@ -79,8 +76,26 @@ def write_run_log_line(out: TextIO, store: Store, run: dict[str, Any]) -> None:
     header = json.dumps(run_header(run), ensure_ascii=False)
     out.write(header[:-1])
     out.write(', "events": [')
-    out.write(", ".join(event_lines(store, run)))
+    write_joined(out, event_lines(store, run), ", ")
     out.write("]}\n")
+
+
+def write_joined(
+    out: TextIO, lines: Iterable[str], between: str, *, first: str = "", chunk: int = 2000
+) -> bool:
+    """Write ``lines`` with ``between`` between them (and ``first`` before the first) a chunk at
+    a time: few writes, bounded memory. Whether there was any line."""
+    it = iter(lines)
+    batch = list(islice(it, chunk))
+    if not batch:
+        return False
+    out.write(first)
+    while True:
+        out.write(between.join(batch))
+        batch = list(islice(it, chunk))
+        if not batch:
+            return True
+        out.write(between)
 
 
 def save_run_log(path: str | os.PathLike[str], store: Store, run: dict[str, Any]) -> None:

@@ -21,13 +21,11 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     Connection,
     Engine,
-    String,
     Text,
     cast,
     func,
     insert,
     select,
-    type_coerce,
     update,
 )
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
@@ -47,6 +45,11 @@ from runstore.schema import (
 from runstore.signals import critical
 
 T = TypeVar("T")
+
+_SQLITE_EVENT_ROWS = (
+    "SELECT seq, substr(ts, 1, 10) || 'T' || substr(ts, 12) || '+00:00', event_type, level, "
+    "message, CAST(data AS TEXT) FROM events WHERE run_pk = ? ORDER BY seq"
+)
 
 # One event as the hot path hands it over: (time, event_type, level, message, data as JSON). The
 # time is an aware datetime, or nanoseconds since the epoch (``time.time_ns()``: the cheap clock).
@@ -324,12 +327,13 @@ class Store:
     def iter_event_rows(self, run_pk: int, batch_size: int = 5000) -> Iterator[tuple[Any, ...]]:
         """A run's events as tuples (seq, ISO-8601 time, type, level, message, data JSON text),
         streamed without per-row type conversion: the fast path behind run_log.json."""
-        sqlite = self.dialect == "sqlite"
-        ts = type_coerce(events.c.ts, String) if sqlite else events.c.ts
+        if self.dialect == "sqlite":
+            yield from self._iter_sqlite_event_rows(run_pk, batch_size)
+            return
         query = (
             select(
                 events.c.seq,
-                ts,
+                events.c.ts,
                 events.c.event_type,
                 events.c.level,
                 events.c.message,
@@ -341,9 +345,19 @@ class Store:
         with self.read() as conn:
             result = conn.execution_options(yield_per=batch_size).execute(query)
             for seq, moment, etype, level, message, data in result:
-                # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" in UTC: ISO-8601 by string surgery.
-                when = f"{moment[:10]}T{moment[11:]}+00:00" if sqlite else moment.isoformat()
-                yield seq, when, etype, level, message, data
+                yield seq, moment.isoformat(), etype, level, message, data
+
+    def _iter_sqlite_event_rows(self, run_pk: int, batch_size: int) -> Iterator[tuple[Any, ...]]:
+        # The driver's own cursor on a pooled connection: rows arrive as plain tuples, and SQLite
+        # turns its "YYYY-MM-DD HH:MM:SS.ffffff" (UTC) into ISO-8601 by string surgery. One
+        # SELECT reads one consistent snapshot.
+        with self.read() as conn:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.arraysize = batch_size
+                yield from cursor.execute(_SQLITE_EVENT_ROWS, (run_pk,))
+            finally:
+                cursor.close()
 
     def count_runs(self) -> int:
         with self.read() as conn:
