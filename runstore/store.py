@@ -120,6 +120,14 @@ class Store:
         """A store file we may not write: readable as a snapshot; every write fails clearly."""
         store = cls(url, engines.get_read_only_engine(path))
         store.read_only = True
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            warnings.warn(
+                f"{store.where} has recent changes in its write-ahead log that this user cannot "
+                "read; showing the store as of its last checkpoint",
+                StoreWarning,
+                stacklevel=2,
+            )
         with store.read() as conn:
             revision = current_revision(conn)
         if revision != SCHEMA_REVISION:
