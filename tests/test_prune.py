@@ -385,7 +385,7 @@ def test_prune_command_no_vacuum_says_where_the_space_is(sqlite_cli):
     ("args", "message"),
     [
         (["--older-than", "ninety days"], "--older-than: cannot read 'ninety days'"),
-        (["--older-than", ""], "--older-than: empty value"),
+        (["--older-than", ""], "--older-than: cannot read ''"),
         (["--older-than", "99999999999d"], "--older-than reaches before year 1"),
     ],
 )
