@@ -313,25 +313,6 @@ class Store:
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return column.like(escaped + "%", escape="\\")
 
-    def iter_events(self, run_pk: int, batch_size: int = 2000) -> Iterator[dict[str, Any]]:
-        """A run's events in order, streamed; ``data`` is the stored JSON text (or None)."""
-        query = (
-            select(
-                events.c.seq,
-                events.c.ts,
-                events.c.event_type,
-                events.c.level,
-                events.c.message,
-                cast(events.c.data, Text).label("data"),
-            )
-            .where(events.c.run_pk == run_pk)
-            .order_by(events.c.seq)
-        )
-        with self.read() as conn:
-            result = conn.execution_options(yield_per=batch_size).execute(query)
-            for row in result.mappings():
-                yield dict(row)
-
     def iter_event_rows(self, run_pk: int, batch_size: int = 5000) -> Iterator[tuple[Any, ...]]:
         """A run's events as tuples (seq, ISO-8601 time, type, level, message, data JSON text),
         streamed without per-row type conversion: the fast path behind run_log.json."""

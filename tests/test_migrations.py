@@ -327,3 +327,18 @@ def test_switching_a_new_store_to_wal_waits_for_another_writer(sqlite_db):
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         conn.close()
+
+
+def test_documented_views_in_the_schema_match_the_revision_that_creates_them():
+    import importlib.util
+
+    from runstore.migrate import migrations_dir
+    from runstore.schema import VIEWS
+
+    path = migrations_dir() / "versions" / "0002_documented_views.py"
+    spec = importlib.util.spec_from_file_location("views_revision", path)
+    assert spec is not None and spec.loader is not None
+    revision = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(revision)
+    assert revision.RUN_SUMMARY == VIEWS["run_summary"]
+    assert revision.JOB_STATS == VIEWS["job_stats"]

@@ -7,9 +7,10 @@ from datetime import datetime, timezone
 
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from runstore import RunLogger, Store
-from runstore.schema import datetime_from_ns, sqlite_timestamp, sqlite_timestamp_ns
+from runstore.schema import datetime_from_ns, events, sqlite_timestamp, sqlite_timestamp_ns
 
 # From 1970 to 2100, in nanoseconds.
 moments = st.integers(min_value=0, max_value=4_102_444_800 * 10**9)
@@ -37,7 +38,9 @@ def test_logged_events_fall_between_the_run_start_and_finish(sqlite_db: str) -> 
             run.log_event("tick", {"i": i})
             time.sleep(0.002)
     after = datetime.now(timezone.utc)
-    times = [event["ts"] for event in store.iter_events(run.run_pk)]
+    with store.read() as conn:
+        query = select(events.c.ts).where(events.c.run_pk == run.run_pk).order_by(events.c.seq)
+        times = list(conn.execute(query).scalars())
     assert times == sorted(times)
     assert before <= times[0] and times[-1] <= after
     assert run.started_at <= times[0]
