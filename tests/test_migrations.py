@@ -340,5 +340,5 @@ def test_documented_views_in_the_schema_match_the_revision_that_creates_them():
     assert spec is not None and spec.loader is not None
     revision = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(revision)
-    assert revision.RUN_SUMMARY == VIEWS["run_summary"]
-    assert revision.JOB_STATS == VIEWS["job_stats"]
+    assert VIEWS["run_summary"] == revision.RUN_SUMMARY
+    assert VIEWS["job_stats"] == revision.JOB_STATS
