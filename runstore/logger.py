@@ -237,7 +237,10 @@ class RunLogger:
                 self.items_failed += 1
                 deltas.items_failed += 1
             if self._echo is not None:
-                self._echo(echo_line(datetime_from_ns(ts), level, event_type, data_json))
+                try:
+                    self._echo(echo_line(datetime_from_ns(ts), level, event_type, data_json))
+                except OSError:  # the reader of the echo left (`| head`): the run goes on
+                    self._echo = None
             if level in ("warning", "error") or len(self._pending) >= self.events_per_flush:
                 self.flush()
 

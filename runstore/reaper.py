@@ -96,7 +96,7 @@ def reap(
                     status=RunStatus.ABANDONED.value,
                     finished_at=last_sign,
                     duration_ms=duration_ms,
-                    error_summary=f"abandoned: {run['reason']}",
+                    error_summary=run["reason"],
                 )
             ).rowcount
 

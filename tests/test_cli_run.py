@@ -269,3 +269,29 @@ def test_default_store_lives_in_the_per_user_data_directory(sqlite_cli, tmp_path
     assert result.exit_code == 0, result.output
     assert run_row(str(expected), "home")["status"] == "completed"
     assert stat.S_IMODE(expected.stat().st_mode) == 0o600
+
+
+def test_verbose_run_piped_into_head_still_completes_and_is_recorded(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import SAMPLE_INPUT
+
+    from runstore.store import Store
+
+    db = str(tmp_path / "piped.db")
+    script = (
+        f"{sys.executable} -m runstore run --verbose --run-id piped --input {SAMPLE_INPUT} "
+        f"--output {tmp_path / 'p.json'} | head -1"
+    )
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RUNSTORE_DB": db},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert len(result.stdout.splitlines()) == 1
+    run = Store.open(db).find_run("piped")
+    assert (run["status"], run["items_total"]) == ("completed", 9)
