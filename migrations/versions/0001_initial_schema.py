@@ -90,7 +90,8 @@ def upgrade() -> None:
         sa.Column("message", sa.Text(), nullable=True),
         sa.Column("data", sa.JSON(), nullable=True),
         sa.CheckConstraint(
-            "level IN ('debug', 'info', 'warning', 'error')", name=op.f("ck_events_level")
+            "level = 'debug' OR level = 'info' OR level = 'warning' OR level = 'error'",
+            name=op.f("ck_events_level"),
         ),
         sa.ForeignKeyConstraint(
             ["run_pk"], ["runs.id"], name=op.f("fk_events_run_pk_runs"), ondelete="CASCADE"
