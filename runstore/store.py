@@ -201,12 +201,6 @@ class Store:
         except IntegrityError as exc:  # lost a race with another process taking the same id
             raise DuplicateRunId(values["run_id"]) from exc
 
-    def run_id_taken(self, run_id: str) -> bool:
-        with self.read() as conn:
-            return (
-                conn.execute(select(runs.c.id).where(runs.c.run_id == run_id)).first() is not None
-            )
-
     def append_events(
         self,
         run_pk: int,
