@@ -12,7 +12,9 @@ from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, Pool, QueuePool
+
+from runstore.location import sqlite_path
 
 # Seconds a connection waits for another writer: the default 5 s is too short under load.
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -48,8 +50,7 @@ def get_read_only_engine(path: Path) -> Engine:
     if engine is None:
         uri = sqlite_file_uri(path, immutable=True)
         engine = _engines[key] = _create_sqlite(
-            "sqlite://",
-            creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
+            lambda: sqlite3.connect(uri, uri=True, check_same_thread=False), NullPool
         )
     return engine
 
@@ -61,23 +62,25 @@ def dispose_all() -> None:
 
 
 def _create(url: str) -> Engine:
+    path = sqlite_path(url)
+    if path is not None:
+        # Connect by file name ourselves: how a URL's path is decoded differs between SQLAlchemy
+        # releases, and a '#' or '?' in the path must name this file on all of them.
+        name = str(path)
+        return _create_sqlite(
+            # One thread at a time uses a connection; the flusher thread may be that one.
+            lambda: sqlite3.connect(name, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False),
+            QueuePool,
+        )
     if url.startswith("sqlite"):
-        return _create_sqlite(url)
+        return create_engine(url)  # an in-memory store, for experiments
     # A small pool: a command reuses its connection (an export of many runs opens one, not one
     # per run); pre-ping replaces a connection the server dropped while a long job was quiet.
     return create_engine(url, pool_size=2, max_overflow=4, pool_pre_ping=True)
 
 
-def _create_sqlite(url: str, creator: Callable[[], Any] | None = None) -> Engine:
-    if creator is not None:
-        # The URL cannot carry the quoted file URI (SQLAlchemy unquotes it): connect ourselves.
-        engine = create_engine(url, creator=creator, poolclass=NullPool)
-    else:
-        engine = create_engine(
-            url,
-            # One thread at a time uses a connection; the flusher thread may be that one.
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
-        )
+def _create_sqlite(creator: Callable[[], Any], poolclass: type[Pool]) -> Engine:
+    engine = create_engine("sqlite://", creator=creator, poolclass=poolclass)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
