@@ -42,11 +42,20 @@ def alembic_config(connection: Connection | None = None):  # type: ignore[no-unt
     return config
 
 
+class ForeignDatabase(StoreError):
+    """The database holds tables of something else."""
+
+
+# What ensure_schema saw outside the lock when tables appeared without a revision: perhaps
+# another process creating the store right now. The locked re-check decides.
+_UNSETTLED = "unsettled"
+
+
 def current_revision(connection: Connection) -> str | None:
     """The store's schema revision; None for an empty database."""
     if not inspect(connection).has_table(VERSION_TABLE):
         if inspect(connection).get_table_names():
-            raise StoreError("the database holds other tables but is not a runstore store")
+            raise ForeignDatabase("the database holds other tables but is not a runstore store")
         return None
     return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
@@ -58,17 +67,19 @@ def ensure_schema(engine: Engine, where: str, sqlite_file: Path | None) -> None:
             revision = current_revision(conn)
     except DatabaseError as exc:
         raise StoreError(f"{where} cannot be opened as a runstore store: {_reason(exc)}") from exc
-    except StoreError as exc:
-        raise StoreError(f"{where}: {exc}") from None
+    except ForeignDatabase:
+        revision = _UNSETTLED
     if revision == SCHEMA_REVISION:
         return
-    if revision is not None and revision not in KNOWN_REVISIONS:
+    if revision not in (None, _UNSETTLED, *KNOWN_REVISIONS):
         raise SchemaTooNew(
             f"{where} is at schema revision {revision}, newer than this runstore knows "
             f"(up to {SCHEMA_REVISION}); upgrade runstore to use it"
         )
     try:
-        upgrade(engine, sqlite_file if revision is not None else None)
+        upgrade(engine, sqlite_file if revision not in (None, _UNSETTLED) else None)
+    except ForeignDatabase as exc:
+        raise StoreError(f"{where}: {exc}") from None
     except OperationalError as exc:
         raise StoreError(f"{where} cannot be migrated: {_reason(exc)}") from exc
 
