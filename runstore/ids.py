@@ -13,10 +13,11 @@ _VALID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,63}\Z")  # \Z: "$" lets a
 
 
 def new_run_id(now: datetime | None = None) -> str:
-    """``20261128-120302-4k7q2x``: UTC second, then 30 random bits against collisions."""
-    now = now or datetime.now(timezone.utc)
+    """``20261128-120302.481-4k7q2x``: the UTC time to the millisecond, so ids made one after
+    another sort in the order they were made, then 30 random bits against collisions."""
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     suffix = "".join(secrets.choice(_ALPHABET) for _ in range(6))
-    return f"{now:%Y%m%d-%H%M%S}-{suffix}"
+    return f"{now:%Y%m%d-%H%M%S}.{now.microsecond // 1000:03d}-{suffix}"
 
 
 def check_run_id(run_id: str) -> str:

@@ -255,7 +255,8 @@ def test_generated_run_ids_are_unique_valid_and_sort_by_time():
     assert all(check_run_id(i) == i for i in ids)
 
     start = datetime(2026, 1, 31, 23, 59, 58, tzinfo=timezone.utc)
-    moments = [start + timedelta(seconds=s) for s in (0, 1, 2, 61, 3600, 86400 * 40)]
+    steps = (0, 0.001, 0.002, 0.5, 1, 2, 61, 3600, 86400 * 40)
+    moments = [start + timedelta(seconds=s) for s in steps]
     for _ in range(20):  # the random suffix never overrides the time order
         made = [new_run_id(m) for m in moments]
         assert sorted(made) == made
