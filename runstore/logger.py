@@ -140,6 +140,7 @@ class RunLogger:
         self._pending: list[EventRow] = []
         self._deltas = CounterDeltas()
         self._summary: dict[str, Any] | None = None
+        self._ending: dict[str, Any] | None = None  # the final values, once decided
         self._last_flush = time.monotonic()
         self.event_count = 0
         self.warning_count = 0
@@ -327,37 +328,17 @@ class RunLogger:
                     "event_count": self.event_count,
                 }
                 return self._summary
-            status = (
-                RunStatus(status)
-                if status is not None
-                else (RunStatus.FAILED if self.error_count else RunStatus.COMPLETED)
-            )
-            if status.value not in FINISHED_STATUSES:
-                raise ValueError(f"a run cannot finish as {status.value}")
-            duration_ms = int((time.monotonic() - self._started_clock) * 1000)
-            if exit_code is None:
-                exit_code = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1}.get(status, 1)
-            self.log_event(
-                "run_finished",
-                {"status": status.value, "duration_ms": duration_ms, "errors": self.error_count},
-            )
-            finished_at = _now()
+            if self._ending is None:
+                self._ending = self._begin_ending(status, exit_code, error_summary, extra)
+            # A retry after a failed write (store locked too long, disk full) finishes the same
+            # way, without a second run_finished event.
+            ending = self._ending
             self.flush()
             self._stop.set()
-            if error_summary is not None:
-                error_summary = _storable_text(error_summary)[:MAX_ERROR_SUMMARY]
-            self.store.finish_run(
-                self.run_pk,
-                {
-                    "status": status.value,
-                    "finished_at": finished_at,
-                    "duration_ms": duration_ms,
-                    "exit_code": exit_code,
-                    "error_summary": error_summary,
-                    "heartbeat_at": finished_at,
-                    **(extra or {}),
-                },
-            )
+            self.store.finish_run(self.run_pk, {**ending, "heartbeat_at": ending["finished_at"]})
+            status = RunStatus(ending["status"])
+            finished_at, duration_ms = ending["finished_at"], ending["duration_ms"]
+            exit_code, error_summary = ending["exit_code"], ending["error_summary"]
             self._summary = summary = {
                 "run_id": self.run_id,
                 "job": self.job,
@@ -380,6 +361,39 @@ class RunLogger:
         if self.log_path is not None:
             self.write_log(self.log_path)
         return summary
+
+    def _begin_ending(
+        self,
+        status: str | RunStatus | None,
+        exit_code: int | None,
+        error_summary: str | None,
+        extra: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """Decide how the run ends and log its run_finished event: the run row's final values."""
+        status = (
+            RunStatus(status)
+            if status is not None
+            else (RunStatus.FAILED if self.error_count else RunStatus.COMPLETED)
+        )
+        if status.value not in FINISHED_STATUSES:
+            raise ValueError(f"a run cannot finish as {status.value}")
+        duration_ms = int((time.monotonic() - self._started_clock) * 1000)
+        if exit_code is None:
+            exit_code = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1}.get(status, 1)
+        self.log_event(
+            "run_finished",
+            {"status": status.value, "duration_ms": duration_ms, "errors": self.error_count},
+        )
+        if error_summary is not None:
+            error_summary = _storable_text(error_summary)[:MAX_ERROR_SUMMARY]
+        return {
+            "status": status.value,
+            "finished_at": _now(),
+            "duration_ms": duration_ms,
+            "exit_code": exit_code,
+            "error_summary": error_summary,
+            **(extra or {}),
+        }
 
     def write_log(self, path: str | os.PathLike[str]) -> None:
         """Write this run's run_log.json (atomically) from what the store holds."""

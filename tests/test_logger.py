@@ -647,3 +647,29 @@ def test_threads_logging_into_one_run_lose_nothing(db):
         assert ticks == sorted(ticks) and len(ticks) == 104
     row = run_row(db, run.run_id)
     assert (row["event_count"], row["warning_count"]) == (4 * 104 + 2, 16)
+
+
+def test_finish_retried_after_a_failed_write_ends_the_run_once(sqlite_db, monkeypatch):
+    from runstore.errors import StoreError
+
+    run = RunLogger(job="retry", run_id="retry", db=sqlite_db)
+    real_finish_run = run.store.finish_run
+    calls = []
+
+    def fail_once(run_pk, values):
+        calls.append(values)
+        if len(calls) == 1:
+            raise StoreError("cannot write to the store: database or disk is full")
+        real_finish_run(run_pk, values)
+
+    monkeypatch.setattr(run.store, "finish_run", fail_once)
+    with pytest.raises(StoreError):
+        run.finish()
+    summary = run.finish()
+    assert summary["status"] == "completed"
+    assert calls[0] == calls[1]  # the same ending, decided once
+    finished = query(
+        sqlite_db, "SELECT COUNT(*) AS n FROM events WHERE event_type = 'run_finished'"
+    )
+    assert finished == [{"n": 1}]
+    assert run_row(sqlite_db, "retry")["status"] == "completed"
