@@ -34,9 +34,7 @@ def atomic_text_file(path: str | os.PathLike[str], *, private: bool = False) -> 
     tmp = Path(tmp_name)
     try:
         if not private:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 16) as f:
             yield f
             f.flush()
@@ -45,6 +43,21 @@ def atomic_text_file(path: str | os.PathLike[str], *, private: bool = False) -> 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask. Linux shows it in /proc; elsewhere it can only be read by setting
+    it, which briefly exposes other threads' new files, so that is the fallback only."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def check_writable_dir(path: str | os.PathLike[str]) -> None:
