@@ -30,7 +30,7 @@ from runstore.errors import DuplicateRunId, RunstoreError, UsageError
 from runstore.ids import check_run_id, new_run_id
 from runstore.redact import command_line
 from runstore.schema import FINISHED_STATUSES, LEVELS, RunStatus, datetime_from_ns
-from runstore.signals import raise_if_pending
+from runstore.signals import critical
 from runstore.store import CounterDeltas, EventRow, Store
 
 EVENTS_PER_FLUSH = 1000
@@ -198,7 +198,6 @@ class RunLogger:
         message: str | None = None,
     ) -> None:
         """Record one event. ``data`` must be JSON-serialisable (other values become strings)."""
-        raise_if_pending()
         if level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}")
         if not event_type or len(event_type) > MAX_EVENT_TYPE:
@@ -216,7 +215,6 @@ class RunLogger:
     ) -> None:
         """Record one event whose data is already a JSON object text (the hot path of jobs that
         encode their own records once); the caller vouches for the type, level and JSON."""
-        raise_if_pending()
         ts = time_ns()  # the store formats it; far cheaper than a datetime per event
         with self._lock:
             if self._summary is not None:
@@ -224,7 +222,6 @@ class RunLogger:
             self._pending.append((ts, event_type, level, message, data_json))
             self.event_count += 1
             deltas = self._deltas
-            deltas.events += 1
             if level == "warning":
                 self.warning_count += 1
                 deltas.warnings += 1
@@ -260,8 +257,9 @@ class RunLogger:
     # -- flushing --------------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Write pending events (and the heartbeat) now."""
-        with self._lock:
+        """Write pending events (and the heartbeat) now. A cancel signal that arrives meanwhile
+        is raised once the events are safely stored (or kept for the next attempt)."""
+        with critical(), self._lock:
             rows, self._pending = self._pending, []
             deltas, self._deltas = self._deltas, CounterDeltas()
             self._last_flush = time.monotonic()
@@ -276,7 +274,7 @@ class RunLogger:
                 raise
 
     def _merge_deltas(self, deltas: CounterDeltas) -> None:
-        for name in ("events", "warnings", "errors", "items_ok", "items_failed"):
+        for name in ("warnings", "errors", "items_ok", "items_failed"):
             setattr(self._deltas, name, getattr(self._deltas, name) + getattr(deltas, name))
 
     def _flush_periodically(self, interval: float) -> None:
@@ -313,8 +311,19 @@ class RunLogger:
         """End the run and return its summary. Later calls return the same summary.
 
         Without a status the run is ``completed``, or ``failed`` when errors were logged.
-        ``extra`` holds more columns of the run row (signal, resource use).
+        ``extra`` holds more columns of the run row (signal, resource use). A cancel signal
+        that arrives while the run finishes does not interrupt it.
         """
+        with critical(raise_held=False):
+            return self._finish(status, exit_code, error_summary, extra)
+
+    def _finish(
+        self,
+        status: str | RunStatus | None,
+        exit_code: int | None,
+        error_summary: str | None,
+        extra: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         with self._lock:
             if self._summary is not None:
                 return self._summary

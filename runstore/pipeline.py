@@ -130,5 +130,13 @@ def run_job(
                 run.log_error(str(problem), kind=type(problem).__name__)
                 return run.finish(RunStatus.FAILED, error_summary=str(problem)), str(problem)
     except Cancelled as cancelled:
-        return run.finish(), str(cancelled)
+        # The run's __exit__ has finished it as cancelled; should the signal have come later,
+        # while the job was already done, this records it as cancelled all the same.
+        summary = run.finish(
+            RunStatus.CANCELLED,
+            exit_code=cancelled.exit_code,
+            error_summary=str(cancelled),
+            extra={"signal": cancelled.signum},
+        )
+        return summary, str(cancelled)
     return run.finish(), None

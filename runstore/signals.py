@@ -4,8 +4,7 @@ process exits 128+N.
 
 A signal that arrives while the main thread is inside a store transaction is held until the
 transaction is over (``critical``): interrupting SQLAlchemy mid-commit could leave a connection
-holding SQLite's write lock. The held signal is raised at the next ``raise_if_pending`` (every
-``log_event`` calls it).
+holding SQLite's write lock. The held signal is raised as soon as that stretch is over.
 """
 
 from __future__ import annotations
@@ -44,8 +43,11 @@ def _handler(signum: int, _frame: FrameType | None) -> None:
 
 
 @contextmanager
-def critical() -> Iterator[None]:
-    """A stretch of the main thread that a cancel signal must not interrupt."""
+def critical(*, raise_held: bool = True) -> Iterator[None]:
+    """A stretch of the main thread that a cancel signal must not interrupt. A signal that
+    arrived meanwhile is raised when the outermost stretch ends normally (unless
+    ``raise_held`` is false: the run is finishing anyway). Other threads are never
+    interrupted: a signal is the main thread's business."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -54,14 +56,9 @@ def critical() -> Iterator[None]:
         yield
     finally:
         _state["depth"] -= 1
-
-
-def raise_if_pending() -> None:
-    """Raise a held cancel signal, once, at a point where it is safe."""
-    signum = _state["pending"]
-    if signum and _state["armed"] and _state["depth"] == 0:
+    if raise_held and _state["depth"] == 0 and _state["pending"] and _state["armed"]:
         _state["armed"] = False
-        raise Cancelled(signum)
+        raise Cancelled(_state["pending"])
 
 
 @contextmanager

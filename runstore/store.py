@@ -64,7 +64,6 @@ class StoreWarning(UserWarning):
 class CounterDeltas:
     """What a batch of events adds to its run's counters."""
 
-    events: int = 0
     warnings: int = 0
     errors: int = 0
     items_ok: int = 0

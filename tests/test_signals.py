@@ -1,0 +1,124 @@
+"""SIGTERM, SIGINT and SIGHUP end a run as cancelled: events flushed, run_log.json written, exit
+128+N, whatever the run was doing when the signal came."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from runstore.store import Store
+
+
+def _wait_for_run(db: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Store.open(db).count_runs():
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the run never started")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_runstore_run_is_cancelled_by_a_signal(tmp_path: Path, signum: int) -> None:
+    source = tmp_path / "big.txt"
+    source.write_text("".join(f"item {i}\n" for i in range(3_000_000)))
+    db = str(tmp_path / "store.db")
+    log = tmp_path / "run_log.json"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "runstore", "run", "--input", str(source), "--output",
+         str(tmp_path / "p.json"), "--log", str(log), "--run-id", "sig", "--db", db],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _wait_for_run(db)
+    time.sleep(0.5)
+    child.send_signal(signum)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 128 + signum
+    assert err.strip() == f"Error: cancelled by {signal.Signals(signum).name}"
+    run = Store.open(db).find_run("sig")
+    assert (run["status"], run["exit_code"], run["signal"]) == ("cancelled", 128 + signum, signum)
+    written = json.loads(log.read_text())
+    assert written["status"] == "cancelled"
+    assert written["event_count"] == run["event_count"] == len(written["events"])
+    assert not (tmp_path / "p.json").exists()
+
+
+# A job that logs nothing more after its last write: the signal comes while it is quiet, or
+# while that write is under way (then it is held until the write is over).
+QUIET_JOB = textwrap.dedent(
+    """
+    import sys, threading, time
+    from runstore.logger import RunLogger
+    from runstore.signals import cancel_on_signals
+
+    db, mode = sys.argv[1], sys.argv[2]
+    run = RunLogger(job="quiet", run_id="quiet", db=db)
+    with cancel_on_signals(), run:
+        if mode == "worker":  # another thread logs while the main thread waits
+            def work():
+                for i in range(200):
+                    run.log_event("tick", {"i": i})
+                    time.sleep(0.01)
+            worker = threading.Thread(target=work)
+            worker.start()
+            print("ready", flush=True)
+            worker.join()
+            time.sleep(30)
+        else:
+            run.log_warning("last words")  # flushed at once
+            print("ready", flush=True)
+            time.sleep(30)
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["quiet", "worker"])
+def test_a_library_run_is_cancelled_however_quiet_and_whoever_logs(tmp_path, mode):
+    db = str(tmp_path / "store.db")
+    child = subprocess.Popen(
+        [sys.executable, "-c", QUIET_JOB, db, mode],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(0.3)
+    child.send_signal(signal.SIGTERM)
+    child.communicate(timeout=30)
+    run = Store.open(db).find_run("quiet")
+    assert (run["status"], run["exit_code"], run["signal"]) == ("cancelled", 143, 15)
+    assert run["finished_at"] is not None
+
+
+def test_a_signal_held_during_a_write_is_raised_after_it(tmp_path, monkeypatch):
+    """In-process: the signal arrives inside the store transaction of a flush."""
+    import os
+
+    from runstore.logger import RunLogger
+    from runstore.signals import Cancelled, cancel_on_signals
+
+    db = str(tmp_path / "store.db")
+    run = RunLogger(job="held", run_id="held", db=db)
+    real_append = run.store.append_events
+
+    def append_then_signal(*args, **kwargs):
+        real_append(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the write is still "under way"
+        time.sleep(0.05)
+
+    monkeypatch.setattr(run.store, "append_events", append_then_signal)
+    with pytest.raises(Cancelled), cancel_on_signals(), run:
+        run.log_warning("stored, then the signal")
+        pytest.fail("the held signal should have been raised when the flush ended")
+    stored = Store.open(db).find_run("held")
+    assert stored["status"] == "cancelled"
+    assert stored["warning_count"] == 2  # the warning stored once, and the cancellation
