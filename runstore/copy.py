@@ -19,8 +19,14 @@ from runstore.errors import StoreError
 from runstore.schema import events, runs
 from runstore.store import Store
 
+# A run that ended by itself; `abandoned` is the reaper's guess and may be corrected by a copy.
+ENDED_BY_ITSELF = ("completed", "failed", "cancelled")
+
 EVENT_BATCH = 5000
+ID_CHUNK = 500  # run ids per IN (...) list: well under every backend's parameter limit
 _COMPARED = ("status", "event_count", "finished_at", "exit_code")
+# What makes two rows the same run, recorded in two stores: where and when it started.
+_IDENTITY = ("job", "host", "pid", "started_at")
 
 Progress = Callable[[int, int], None]  # (runs done, runs in all)
 
@@ -53,14 +59,26 @@ def copy_history(source: Store, target: Store, progress: Progress | None = None)
         existing = {
             r["run_id"]: r
             for r in conn.execute(
-                select(runs.c.id, runs.c.run_id, *[runs.c[n] for n in _COMPARED])
+                select(runs.c.id, runs.c.run_id, *[runs.c[n] for n in (*_COMPARED, *_IDENTITY)])
             ).mappings()
         }
+    copied_ids = []
     for done, run in enumerate(run_rows, 1):
         there = existing.get(run["run_id"])
-        if there is not None and all(there[n] == run[n] for n in _COMPARED):
+        if there is not None and any(there[n] != run[n] for n in _IDENTITY):
+            # Another run that happens to have the same id: the target's history stays as it is.
+            report.problems.append(
+                f"run id {run['run_id']} names a different run in the target "
+                f"(job {there['job']}, started {there['started_at']:%Y-%m-%d %H:%M:%S}); not copied"
+            )
+        elif there is not None and all(there[n] == run[n] for n in _COMPARED):
+            report.skipped += 1
+            copied_ids.append(run["run_id"])
+        elif there is not None and there["status"] in ENDED_BY_ITSELF:
+            # The target saw this run end (the source copy is older): never undo that.
             report.skipped += 1
         else:
+            copied_ids.append(run["run_id"])
             report.events += _copy_run(source, target, run, there["id"] if there else None)
             if there is None:
                 report.copied += 1
@@ -68,7 +86,7 @@ def copy_history(source: Store, target: Store, progress: Progress | None = None)
                 report.replaced += 1
         if progress is not None:
             progress(done, total)
-    _verify(source, target, [r["run_id"] for r in run_rows], report)
+    _verify(source, target, copied_ids, report)
     return report
 
 
@@ -107,25 +125,29 @@ def _event_batches(source: Store, run_pk: int) -> Iterable[list[tuple[Any, ...]]
 
 
 def event_checksum(store: Store, run_ids: list[str]) -> tuple[int, int, str]:
-    """(runs, events, sha256) over the given runs' events, as stored."""
+    """(runs, events, sha256) over the given runs' events, as stored. Only those runs are read
+    (in chunks of ids), however large the rest of the store."""
     digest = hashlib.sha256()
     run_count = event_count = 0
-    query = (
-        select(
-            runs.c.run_id, events.c.seq, events.c.event_type, events.c.level, events.c.message,
-            cast(events.c.data, Text),
-        )
-        .join(events, events.c.run_pk == runs.c.id)
-        .order_by(runs.c.run_id, events.c.seq)
-    )  # fmt: skip
-    wanted = set(run_ids)
+    ordered = sorted(set(run_ids))
     with store.read() as conn:
-        run_count = sum(1 for rid in conn.execute(select(runs.c.run_id)).scalars() if rid in wanted)
-        for row in conn.execution_options(yield_per=EVENT_BATCH).execute(query):
-            if row[0] not in wanted:
-                continue
-            event_count += 1
-            digest.update(repr(tuple(row)).encode())
+        for start in range(0, len(ordered), ID_CHUNK):
+            chunk = ordered[start : start + ID_CHUNK]
+            run_count += conn.execute(
+                select(func.count()).select_from(runs).where(runs.c.run_id.in_(chunk))
+            ).scalar_one()
+            query = (
+                select(
+                    runs.c.run_id, events.c.seq, events.c.event_type, events.c.level,
+                    events.c.message, cast(events.c.data, Text),
+                )
+                .join(events, events.c.run_pk == runs.c.id)
+                .where(runs.c.run_id.in_(chunk))
+                .order_by(runs.c.run_id, events.c.seq)
+            )  # fmt: skip
+            for row in conn.execution_options(yield_per=EVENT_BATCH).execute(query):
+                event_count += 1
+                digest.update(repr(tuple(row)).encode())
     return run_count, event_count, digest.hexdigest()
 
 

@@ -76,3 +76,16 @@ def test_sqlite_history_moves_to_postgresql(sqlite_db, postgres_db, tmp_path):
     server = Cli(postgres_db)
     assert server("history", "--json").stdout == source("history", "--json").stdout
     assert json.loads(server("export", "ok").stdout) == json.loads(source("export", "ok").stdout)
+
+
+def test_a_different_run_with_the_same_id_in_the_target_is_left_alone(db, tmp_path):
+    source = str(tmp_path / "source.db")
+    with RunLogger(job="A", run_id="dupe", db=source) as run:
+        run.log_event("from-A")
+    with RunLogger(job="B", run_id="dupe", db=db) as run:
+        run.log_error("from-B")
+    before = Cli(db)("export", "dupe").stdout
+    result = Cli(source)("db", "copy", "--to", db)
+    assert result.exit_code == 1
+    assert "names a different run in the target" in result.stderr
+    assert Cli(db)("export", "dupe").stdout == before
