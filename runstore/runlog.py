@@ -21,7 +21,7 @@ from runstore.store import Store
 
 
 def iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
+    return moment.isoformat(timespec="microseconds") if moment is not None else None
 
 
 def run_header(run: dict[str, Any]) -> dict[str, Any]:

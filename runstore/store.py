@@ -327,7 +327,7 @@ class Store:
         with self.read() as conn:
             result = conn.execution_options(yield_per=batch_size).execute(query)
             for seq, moment, etype, level, message, data in result:
-                yield seq, moment.isoformat(), etype, level, message, data
+                yield seq, moment.isoformat(timespec="microseconds"), etype, level, message, data
 
     def _iter_sqlite_event_rows(self, run_pk: int, batch_size: int) -> Iterator[tuple[Any, ...]]:
         # The driver's own cursor on a pooled connection: rows arrive as plain tuples, and SQLite

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from itertools import islice
@@ -53,11 +55,17 @@ class Column:
 
 
 def raw_value(value: Any) -> Any:
-    """A value as machine formats carry it."""
+    """A value as machine formats carry it: JSON has no NaN or infinity, so those are null."""
     if isinstance(value, datetime):
-        return value.isoformat()
+        return value.isoformat(timespec="microseconds")
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, Decimal):
+        if not value.is_finite():
+            return None
         return float(value) if value != value.to_integral_value() else int(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).hex()
     return value
@@ -75,8 +83,17 @@ def human_value(value: Any, kind: str) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+        return _visible(json.dumps(value, ensure_ascii=False))
+    return _visible(str(value))
+
+
+# Control characters from stored text (a job's output) would move the cursor, retitle or recolour
+# the terminal: people see them escaped.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _visible(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def emit(rows: Iterable[dict[str, Any]], columns: Sequence[Column], fmt: Format) -> int:
@@ -142,6 +159,7 @@ def _text(rows: Iterable[dict[str, Any]], columns: Sequence[Column]) -> int:
 def _table(rows: Iterable[dict[str, Any]], columns: Sequence[Column]) -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     for c in columns:
@@ -154,7 +172,7 @@ def _table(rows: Iterable[dict[str, Any]], columns: Sequence[Column]) -> int:
         status = row.get("status")
         style = {"failed": "red", "abandoned": "red", "cancelled": "yellow",
                  "running": "cyan"}.get(status) if isinstance(status, str) else None  # fmt: skip
-        table.add_row(*cells, style=style)
+        table.add_row(*(Text(cell) for cell in cells), style=style)  # stored text is not markup
     Console().print(table)
     return count
 
