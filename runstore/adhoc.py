@@ -16,8 +16,8 @@ from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
+from runstore.engine import sqlite_file_uri
 from runstore.errors import RunstoreError, UsageError
 from runstore.store import Store
 
@@ -92,10 +92,8 @@ def _sqlite_query(
     store: Store, sql: str, params: Mapping[str, Any], timeout_s: float
 ) -> Iterator[QueryResult]:
     assert store.path is not None
-    # A store this user cannot write is read as it stands (see engine.sqlite_read_only_url).
-    snapshot = "&immutable=1" if store.read_only else ""
-    # Quoted: a '#' or '?' in the path would otherwise end it and drop mode=ro.
-    uri = f"file:{quote(str(store.path))}?mode=ro{snapshot}"
+    # A store this user cannot write is read as it stands (see engine.get_read_only_engine).
+    uri = sqlite_file_uri(store.path, immutable=store.read_only)
     conn = sqlite3.connect(uri, uri=True, timeout=30)
     try:
         conn.execute("PRAGMA query_only=1")
@@ -161,7 +159,11 @@ def _server_query(
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
             try:
-                result = conn.execute(text(sql), dict(params))
+                # Parameters need text()'s :name binding; without any, the query goes as it is,
+                # so a ':word' inside a string literal stays text.
+                result = (
+                    conn.execute(text(sql), dict(params)) if params else conn.exec_driver_sql(sql)
+                )
             except StatementError as exc:
                 raise _explain_server(exc, timeout_s) from None
             if not result.returns_rows:

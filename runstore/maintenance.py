@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, delete, func, or_, select
 from sqlalchemy.exc import DBAPIError
 
+from runstore.engine import sqlite_file_uri
 from runstore.errors import RunstoreError, StoreError, UsageError
 from runstore.location import display, resolve_db, sqlite_path
 from runstore.schema import (
@@ -365,7 +366,7 @@ def _same_file(a: Path, b: Path) -> bool:
 def _inspect_copy(path: Path) -> tuple[str | None, int]:
     """The copy's schema revision (None if it holds no store) and its number of runs."""
     # Nobody else has the copy yet: immutable, so no lock files or WAL appear beside it.
-    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro&immutable=1", uri=True)
+    conn = sqlite3.connect(sqlite_file_uri(path, immutable=True), uri=True)
     try:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
         if "alembic_version" not in tables or runs.name not in tables:
@@ -438,9 +439,8 @@ def check(
     one line each in ``problems``; an empty list means the store is healthy. Which running runs
     are stale is the reaper's decision; ``stale_after_s`` is its threshold for other hosts.
     """
-    from runstore import engine as engines
     from runstore.schema import KNOWN_REVISIONS
-    from runstore.store import schema_state
+    from runstore.store import reading_engine, schema_state
 
     url = resolve_db(db)
     path = sqlite_path(url)
@@ -450,7 +450,7 @@ def check(
     if revision is None:
         raise StoreError(f"{display(url)} holds no runstore store yet")
     # Not Store.open: a check neither upgrades the schema nor reaps runs.
-    store = Store(url, engines.get_engine(url))
+    store = Store(url, reading_engine(url))
     if revision == code_revision:
         state = "current"
     elif revision in KNOWN_REVISIONS:

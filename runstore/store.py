@@ -379,6 +379,15 @@ def _prepare_sqlite_file(path: Path) -> None:
         raise StoreError(f"cannot create the store at {path}: {exc.strerror}") from exc
 
 
+def reading_engine(url: str) -> Engine:
+    """An engine for reading the store at ``url`` without changing it; a SQLite file this user
+    may not write is read as it stands."""
+    path = sqlite_path(url)
+    if path is not None and path.exists() and not _writable(path):
+        return engines.get_read_only_engine(path)
+    return engines.get_engine(url)
+
+
 def schema_state(db: str | os.PathLike[str] | None = None) -> tuple[str | None, str]:
     """(the store's schema revision or None, the revision this code writes), changing nothing."""
     from runstore.migrate import current_revision
@@ -389,7 +398,7 @@ def schema_state(db: str | os.PathLike[str] | None = None) -> tuple[str | None, 
     if path is not None and not path.exists():
         return None, SCHEMA_REVISION
     try:
-        with engines.get_engine(url).connect() as conn:
+        with reading_engine(url).connect() as conn:
             return current_revision(conn), SCHEMA_REVISION
     except DatabaseError as exc:
         raise StoreError(f"{display(url)} cannot be read: {_reason(exc)}") from exc

@@ -253,6 +253,9 @@ def test_read_only_store_is_readable_and_a_new_run_fails_clearly(shared_dir, tmp
         assert [r["run_id"] for r in json.loads(history.stdout)] == ["kept"]
         count = _runstore(prefix, "sql", "select count(*) as n from runs", "--json", db=db)
         assert json.loads(count.stdout) == [{"n": 1}]
+        for look in (["db", "current"], ["db", "check"]):  # these change nothing either
+            looked = _runstore(prefix, *look, db=db)
+            assert looked.returncode == 0, looked.stderr
         result = _runstore(prefix, "run", "--input", str(SAMPLE_INPUT), "--output",
                            str(shared_dir / "p.json"), "--run-id", "new", db=db)  # fmt: skip
         assert result.returncode == 1

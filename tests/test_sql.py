@@ -444,3 +444,8 @@ def test_sql_into_head_ends_quietly(sqlite_db, tmp_path):
                           cwd=tmp_path, timeout=60)  # fmt: skip
     assert done.stderr == ""
     assert done.stdout.split() == ["0"]
+
+
+def test_a_colon_word_inside_a_string_literal_is_text_on_every_backend(qcli):
+    rows = qcli.json("sql", """select 'a :b' as t, '{"rows":120}' as j""")
+    assert rows == [{"t": "a :b", "j": '{"rows":120}'}]
