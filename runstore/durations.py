@@ -7,6 +7,7 @@ import re
 
 from runstore.errors import UsageError
 
+MAX_SECONDS = 100 * 365 * 86400.0  # past this, times and SQL integers overflow
 UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 ACCEPTED_FORMS = "a number of seconds, or a number with a unit: 500ms, 1s, 2m, 1h, 7d, 2w, 1h30m"
 
@@ -26,8 +27,9 @@ def parse_duration(text: str, option: str | None = None) -> float:
     seconds = (
         sum(float(number) * UNITS[unit] for number, unit in parts) if parts else float(cleaned)
     )
-    if not math.isfinite(seconds):
-        raise UsageError(f"{option + ': ' if option else ''}invalid duration {text!r}: too large")
+    if not math.isfinite(seconds) or seconds > MAX_SECONDS:
+        where = f"{option}: " if option else ""
+        raise UsageError(f"{where}{text!r} is too long; the most is 100 years")
     return seconds
 
 

@@ -8,14 +8,14 @@ from datetime import date, datetime, time, timedelta, timezone
 
 # Durations are read in one place; re-exported here for the time filters' callers.
 from runstore.durations import ACCEPTED_FORMS as DURATION_FORMS  # noqa: F401
-from runstore.durations import parse_duration  # noqa: F401
+from runstore.durations import parse_duration
 from runstore.errors import UsageError
 
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_AMOUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$", re.IGNORECASE)
+_AGE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
+_ISO_START = re.compile(r"\d{4}-\d{2}")  # 2026-11-28...: a date, not an age
 
 WHEN_FORMS = (
-    "a relative age (30m, 12h, 7d, 2w), today, yesterday, or an ISO date/time "
+    "a relative age (30m, 12h, 7d, 2w, 1h30m), today, yesterday, or an ISO date/time "
     "(2026-11-28, 2026-11-28T06:00, 2026-11-28T06:00Z)"
 )
 
@@ -33,20 +33,23 @@ def parse_when(text: str, option: str = "--since", now: datetime | None = None) 
         return datetime.combine(day, time()).astimezone(timezone.utc)
     if value == "now":
         return now
-    match = _AMOUNT.match(value)
-    if match:
-        seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
-        return now - timedelta(seconds=seconds)
     try:
-        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+        if value and value[0].isdigit() and not _ISO_START.match(value):
+            if value[-1].isdigit() or not _AGE.fullmatch(value.replace(" ", "")):
+                raise ValueError(value)  # "7": seven what? "7 days": say 7d
+            return now - timedelta(seconds=parse_duration(value, option))  # 7d, 1h30m, ...
         try:
-            parsed = datetime.combine(date.fromisoformat(text.strip()), time())
+            cleaned = text.strip().replace("Z", "+00:00").replace("z", "+00:00")
+            parsed = datetime.fromisoformat(cleaned)
         except ValueError:
-            raise UsageError(f"{option}: cannot read {text!r}; expected {WHEN_FORMS}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.astimezone()  # local time
-    return parsed.astimezone(timezone.utc)
+            parsed = datetime.combine(date.fromisoformat(text.strip()), time())
+        if parsed.tzinfo is None:
+            parsed = parsed.astimezone()  # local time
+        return parsed.astimezone(timezone.utc)
+    except UsageError:
+        raise
+    except (ValueError, OverflowError):
+        raise UsageError(f"{option}: cannot read {text!r}; expected {WHEN_FORMS}") from None
 
 
 def humane_duration(ms: float | None) -> str:

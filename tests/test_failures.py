@@ -266,3 +266,21 @@ def test_read_only_store_is_readable_and_a_new_run_fails_clearly(shared_dir, tmp
     store = Store.open(db)
     assert store.find_run("kept")["status"] == "completed"
     assert store.count_runs() == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["history", "--limit", "abc"], "Invalid value for '--limit'"),
+        (["history", "--bogus"], "No such option: --bogus"),
+        (["bogus"], "No such command 'bogus'"),
+        (["check"], "Missing argument 'job'"),
+        (["history", "--since", "99999999999d"], "too long"),
+        (["history", "--limit", "99999999999999999999"], "Invalid value for '--limit'"),
+        (["exec", "--tail-lines", "99999999999999999999", "--", "true"], "--tail-lines"),
+    ],
+)  # fmt: skip
+def test_usage_errors_are_one_line_too(sqlite_cli, args, message):
+    result = sqlite_cli(*args)
+    assert result.exit_code == 2
+    assert message in _error_line(result)

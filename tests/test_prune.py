@@ -386,7 +386,7 @@ def test_prune_command_no_vacuum_says_where_the_space_is(sqlite_cli):
     [
         (["--older-than", "ninety days"], "--older-than: cannot read 'ninety days'"),
         (["--older-than", ""], "--older-than: cannot read ''"),
-        (["--older-than", "99999999999d"], "--older-than reaches before year 1"),
+        (["--older-than", "99999999999d"], "--older-than: '99999999999d' is too long"),
     ],
 )
 def test_prune_command_bad_older_than_is_one_line_and_exit_2(sqlite_cli, args, message):

@@ -26,6 +26,28 @@ class _Group(TyperGroup):
         super().__init__(*args, **kwargs)
         plain_values(self)  # parse option values without loading pydantic
 
+    def main(  # type: ignore[override]
+        self, args: Any = None, prog_name: Any = None, standalone_mode: bool = True, **extra: Any
+    ) -> Any:
+        """Typer shows a usage error as a boxed panel; here it is one ``Error:`` line too."""
+        from typer._click.exceptions import ClickException
+
+        try:
+            result = super().main(args, prog_name, standalone_mode=False, **extra)
+        except ClickException as exc:
+            hint = ""
+            command = getattr(getattr(exc, "ctx", None), "command_path", None)
+            if command and exc.exit_code == 2:
+                hint = f" (see `{command} --help`)"
+            error(exc.format_message().rstrip(".") + hint)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            error("aborted")
+            sys.exit(1)
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
+
     def invoke(self, ctx: Any) -> Any:
         import warnings
 

@@ -16,6 +16,8 @@ from runstore.cli._app import DbOption, app, describe, error, warn
 
 # Everything after the options is the command, its own options included: `exec ls -l` works.
 _COMMAND_SETTINGS = {"allow_interspersed_args": False}
+# Output lines a run keeps at each end: far more than anyone reads, far less than memory holds.
+MAX_KEPT_LINES = 1_000_000
 
 
 @app.command("exec", context_settings=_COMMAND_SETTINGS)
@@ -51,10 +53,16 @@ def exec_(
         Path | None, typer.Option("--log", help="Also write the run as run_log.json here.")
     ] = None,
     head_lines: Annotated[
-        int, typer.Option("--head-lines", min=0, help="Output lines stored from the start.")
+        int,
+        typer.Option(
+            "--head-lines", min=0, max=MAX_KEPT_LINES, help="Output lines stored from the start."
+        ),
     ] = 200,
     tail_lines: Annotated[
-        int, typer.Option("--tail-lines", min=0, help="Output lines stored from the end.")
+        int,
+        typer.Option(
+            "--tail-lines", min=0, max=MAX_KEPT_LINES, help="Output lines stored from the end."
+        ),
     ] = 800,
     db: DbOption = None,
 ) -> None:

@@ -14,6 +14,8 @@ from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption
 if TYPE_CHECKING:
     from runstore.store import Store
 
+MAX_ROWS = 2**62  # what every backend's integers hold
+
 HISTORY_COLUMNS = [
     Column("run_id", "RUN"),
     Column("job", "JOB"),
@@ -90,9 +92,11 @@ def history(
         str | None, typer.Option("--max-duration", help="Took at most: 5s, 2m, 1h.")
     ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", min=0, help="At most this many runs.")
+        int, typer.Option("--limit", "-n", min=0, max=MAX_ROWS, help="At most this many runs.")
     ] = 20,
-    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many first.")] = 0,
+    offset: Annotated[
+        int, typer.Option("--offset", min=0, max=MAX_ROWS, help="Skip this many first.")
+    ] = 0,
     as_json: JsonOption = False,
     as_jsonl: JsonlOption = False,
     as_csv: CsvOption = False,
@@ -172,7 +176,7 @@ def show(
         typer.Option("--type", "-t", help="Only events of this type (repeatable)."),
     ] = None,
     tail: Annotated[
-        int | None, typer.Option("--tail", min=1, help="Only the last N events.")
+        int | None, typer.Option("--tail", min=1, max=MAX_ROWS, help="Only the last N events.")
     ] = None,
     as_json: JsonOption = False,
     as_jsonl: JsonlOption = False,
