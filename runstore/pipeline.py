@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runstore.atomic import OutputError, atomic_text_file, check_writable_dir
-from runstore.errors import InputError
+from runstore.errors import InputError, UsageError
 from runstore.logger import RunLogger
 from runstore.schema import RunStatus
 from runstore.signals import Cancelled, cancel_on_signals
@@ -113,6 +113,7 @@ def run_job(
     """
     from runstore.store import Store
 
+    _refuse_clashing_paths(input_path, output_path, log_path)
     store = Store.open(db)
     run = RunLogger(job, run_id, store=store, log_path=log_path, verbose=verbose)
     try:
@@ -140,3 +141,20 @@ def run_job(
         )
         return summary, str(cancelled)
     return run.finish(), None
+
+
+def _refuse_clashing_paths(
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    log_path: str | os.PathLike[str] | None,
+) -> None:
+    """The job must not write over its own input, nor its output over its log."""
+    named = {"--input": input_path, "--output": output_path}
+    if log_path is not None:
+        named["--log"] = log_path
+    seen: dict[str, str] = {}
+    for option, path in named.items():
+        key = os.path.realpath(path)
+        if key in seen:
+            raise UsageError(f"{seen[key]} and {option} name the same file: {os.fspath(path)}")
+        seen[key] = option

@@ -284,3 +284,16 @@ def test_usage_errors_are_one_line_too(sqlite_cli, args, message):
     result = sqlite_cli(*args)
     assert result.exit_code == 2
     assert message in _error_line(result)
+
+
+@pytest.mark.parametrize("clash", ["output-is-input", "log-is-output"])
+def test_a_run_never_writes_over_its_input_or_its_own_output(sqlite_cli, tmp_path, clash):
+    source = tmp_path / "in.txt"
+    source.write_text("a\nb\n")
+    out = source if clash == "output-is-input" else tmp_path / "p.json"
+    log = out if clash == "log-is-output" else tmp_path / "l.json"
+    result = sqlite_cli("run", "--input", str(source), "--output", str(out), "--log", str(log))
+    assert result.exit_code == 2
+    assert "name the same file" in _error_line(result)
+    assert source.read_text() == "a\nb\n"
+    assert Store.open(sqlite_cli.db).count_runs() == 0
