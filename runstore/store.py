@@ -178,8 +178,12 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A connection for reading; its transaction never takes the write lock."""
+        """A connection for reading: every query in it sees one snapshot of the store (SQLite's
+        read transaction; REPEATABLE READ on a server, where runs of other hosts commit while we
+        read), and its transaction never writes."""
         with self.engine.connect() as conn:
+            if self.dialect != "sqlite":
+                conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
             yield conn.execution_options(**{engines.READ_ONLY: True})
 
     # -- runs ------------------------------------------------------------------------------------

@@ -1,0 +1,24 @@
+"""The store's read side: one consistent snapshot per read, on every backend."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from runstore.logger import RunLogger
+from runstore.schema import runs
+from runstore.store import Store
+
+
+def test_a_read_sees_one_snapshot_while_other_runs_commit(db):
+    store = Store.open(db)
+    with RunLogger(job="before", store=store):
+        pass
+    count = select(func.count()).select_from(runs)
+    with store.read() as conn:
+        first = conn.execute(count).scalar_one()
+        # another process's run commits meanwhile (its own store, its own connection)
+        with RunLogger(job="meanwhile", store=Store(store.url, store.engine)):
+            pass
+        assert conn.execute(count).scalar_one() == first == 1
+    with store.read() as conn:
+        assert conn.execute(count).scalar_one() == 2
