@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -117,12 +116,16 @@ class LoggingHandler(logging.Handler):
             self._guard.active = False
 
     def _give_up(self, exc: BaseException) -> None:
-        """Stop recording after the first failure, with one line on stderr."""
+        """Stop recording after the first failure, with one warning (a library does not print:
+        the program decides how warnings show)."""
         self._disabled = True
+        import warnings
+
         from runstore.errors import RunstoreError
+        from runstore.store import StoreWarning
 
         reason = str(exc) if isinstance(exc, RunstoreError) else f"{type(exc).__name__}: {exc}"
-        print(f"Warning: log records are no longer recorded: {reason}", file=sys.stderr)
+        warnings.warn(f"log records are no longer recorded: {reason}", StoreWarning, stacklevel=2)
 
     def flush(self) -> None:
         run = self._run

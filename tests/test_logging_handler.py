@@ -95,15 +95,18 @@ def test_outside_a_run_it_does_nothing(log, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_a_store_failure_warns_once_and_never_raises(sqlite_db, log, capsys, monkeypatch):
+def test_a_store_failure_warns_once_and_never_raises(sqlite_db, log, monkeypatch):
+    from runstore.store import StoreWarning
+
     monkeypatch.setenv("RUNSTORE_RUN_ID", "missing-run")
     monkeypatch.setenv("RUNSTORE_DB", sqlite_db)
     log.addHandler(runstore.LoggingHandler())
-    log.error("first")
-    log.error("second")
-    assert capsys.readouterr().err == (
-        "Warning: log records are no longer recorded: no run matches 'missing-run'\n"
-    )
+    with pytest.warns(StoreWarning) as warned:
+        log.error("first")
+        log.error("second")
+    assert [str(w.message) for w in warned] == [
+        "log records are no longer recorded: no run matches 'missing-run'"
+    ]
 
 
 def test_records_after_the_run_finished_are_dropped_quietly(sqlite_db, log, capsys):
