@@ -44,3 +44,14 @@ class SchemaTooNew(StoreError):
 
 class InputError(RunstoreError):
     """The job's input cannot be read as text lines."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of what went wrong; for a database error, the driver's own message."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def describe(exc: BaseException) -> str:
+    """An unexpected error in one line: its type, then its first line."""
+    return f"{type(exc).__name__}: {first_line(exc)}".rstrip(": ")

@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, Connection, delete, func, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from runstore.engine import sqlite_file_uri
-from runstore.errors import RunstoreError, StoreError, UsageError
+from runstore.errors import RunstoreError, StoreError, UsageError, first_line
 from runstore.location import display, resolve_db, sqlite_path
 from runstore.schema import (
     FINISHED_STATUSES,
@@ -276,7 +276,7 @@ def _vacuum_postgresql(store: Store) -> str | None:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             conn.exec_driver_sql(f"VACUUM (ANALYZE) {runs.name}, {events.name}")
     except DBAPIError as exc:
-        return f"VACUUM failed: {_reason(exc)}"
+        return f"VACUUM failed: {first_line(exc)}"
     return None
 
 
@@ -482,7 +482,7 @@ def check(
             return report
         _count_and_find_stale(store, report, stale_after_s)
     except DBAPIError as exc:
-        report.problems.append(f"the store cannot be read: {_reason(exc)}")
+        report.problems.append(f"the store cannot be read: {first_line(exc)}")
     return report
 
 
@@ -511,7 +511,7 @@ def _pragma_lines(
         with store.read() as conn:
             rows = conn.exec_driver_sql(f"PRAGMA {pragma}").all()
     except DBAPIError as exc:  # damage bad enough that the check itself stops
-        return [_reason(exc)]
+        return [first_line(exc)]
     if describe is not None:
         return describe(list(rows))
     lines = (line.strip() for row in rows for line in str(row[0]).splitlines())
@@ -572,7 +572,3 @@ def _count_and_find_stale(store: Store, report: CheckReport, stale_after_s: floa
             f"stale run {run['run_id']} (job {run['job']}, {where}{age}){why}; "
             "`runstore reap` marks it abandoned"
         )
-
-
-def _reason(exc: BaseException) -> str:
-    return str(getattr(exc, "orig", exc)).strip().splitlines()[0]

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from runstore.engine import sqlite_file_uri
-from runstore.errors import SchemaTooNew, StoreError
+from runstore.errors import SchemaTooNew, StoreError, first_line
 from runstore.schema import KNOWN_REVISIONS, SCHEMA_REVISION
 
 VERSION_TABLE = "alembic_version"
@@ -66,7 +66,9 @@ def ensure_schema(engine: Engine, where: str, sqlite_file: Path | None) -> None:
         with engine.connect() as conn:
             revision = current_revision(conn)
     except DatabaseError as exc:
-        raise StoreError(f"{where} cannot be opened as a runstore store: {_reason(exc)}") from exc
+        raise StoreError(
+            f"{where} cannot be opened as a runstore store: {first_line(exc)}"
+        ) from exc
     except ForeignDatabase:
         revision = _UNSETTLED
     if revision == SCHEMA_REVISION:
@@ -81,7 +83,7 @@ def ensure_schema(engine: Engine, where: str, sqlite_file: Path | None) -> None:
     except ForeignDatabase as exc:
         raise StoreError(f"{where}: {exc}") from None
     except OperationalError as exc:
-        raise StoreError(f"{where} cannot be migrated: {_reason(exc)}") from exc
+        raise StoreError(f"{where} cannot be migrated: {first_line(exc)}") from exc
 
 
 def upgrade(engine: Engine, backup_of: Path | None = None) -> None:
@@ -137,7 +139,3 @@ def sqlite_backup(source: Path, target: Path) -> None:
             dst.close()
     finally:
         src.close()
-
-
-def _reason(exc: BaseException) -> str:
-    return str(getattr(exc, "orig", exc)).splitlines()[0]

@@ -62,7 +62,6 @@ _metadata = MetaData(
     }
 )
 
-SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def sqlite_timestamp(moment: datetime) -> str:

@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 
 from runstore import engine as engines
-from runstore.errors import AmbiguousRunId, DuplicateRunId, RunNotFound, StoreError
+from runstore.errors import AmbiguousRunId, DuplicateRunId, RunNotFound, StoreError, first_line
 from runstore.location import display, network_filesystem_warning, resolve_db, sqlite_path
 from runstore.migrate import current_revision, ensure_schema
 from runstore.schema import (
@@ -153,7 +153,7 @@ class Store:
                 if engines.is_locked_error(exc) and time.monotonic() < deadline:
                     time.sleep(0.02)
                     continue
-                reason = _reason(exc)
+                reason = first_line(exc)
                 if "readonly" in reason.replace(" ", "") or "read-only" in reason:
                     return  # a read-only store can still be read
                 raise StoreError(
@@ -174,7 +174,7 @@ class Store:
         try:
             return engines.retry_locked(attempt)
         except OperationalError as exc:
-            raise StoreError(f"cannot write to {self.where}: {_reason(exc)}") from exc
+            raise StoreError(f"cannot write to {self.where}: {first_line(exc)}") from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -358,10 +358,6 @@ def _server_time(moment: datetime | int) -> datetime:
     return datetime_from_ns(moment) if isinstance(moment, int) else moment
 
 
-def _reason(exc: BaseException) -> str:
-    return str(getattr(exc, "orig", exc)).splitlines()[0]
-
-
 def _writable(path: Path) -> bool:
     """Can this user write the store file and create its -wal/-shm companions?"""
     return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
@@ -405,4 +401,4 @@ def schema_state(db: str | os.PathLike[str] | None = None) -> tuple[str | None, 
         with reading_engine(url).connect() as conn:
             return current_revision(conn), SCHEMA_REVISION
     except DatabaseError as exc:
-        raise StoreError(f"{display(url)} cannot be read: {_reason(exc)}") from exc
+        raise StoreError(f"{display(url)} cannot be read: {first_line(exc)}") from exc

@@ -176,7 +176,7 @@ class _Recorder(threading.Thread):
         try:
             self._open()
         except Exception as exc:  # recording must never break the job
-            self.problem = _reason(exc)
+            self.problem = _why(exc)
         finally:
             self.ready.set()
         while True:
@@ -190,7 +190,7 @@ class _Recorder(threading.Thread):
             try:
                 self._log(item)
             except Exception as exc:
-                self.problem = _reason(exc)
+                self.problem = _why(exc)
 
     def _open(self) -> None:
         from runstore.errors import DuplicateRunId
@@ -245,16 +245,7 @@ class _Recorder(threading.Thread):
                     self._log(item)
             self.logger.finish(status, exit_code=exit_code, error_summary=reason, extra=extra)
         except Exception as exc:
-            self.problem = self.problem or _reason(exc)
-
-
-def _reason(exc: BaseException) -> str:
-    from runstore.errors import RunstoreError
-
-    if isinstance(exc, RunstoreError):
-        return str(exc)
-    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+            self.problem = self.problem or _why(exc)
 
 
 # -- one execution -------------------------------------------------------------------------------
@@ -860,3 +851,9 @@ def _peak_rss_kb(pid: int) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def _why(exc: BaseException) -> str:
+    from runstore.errors import RunstoreError, describe
+
+    return str(exc) if isinstance(exc, RunstoreError) else describe(exc)

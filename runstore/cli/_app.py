@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 
 from runstore import __version__
 from runstore.cli._params import plain_values
-from runstore.errors import RunstoreError
+from runstore.errors import RunstoreError, describe
 
 
 class _Group(TyperGroup):
@@ -74,11 +74,6 @@ class _Group(TyperGroup):
 
 def _show_warning(message: Warning | str, *_args: Any, **_kwargs: Any) -> None:
     warn(str(message))
-
-
-def describe(exc: BaseException) -> str:
-    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 app = typer.Typer(
