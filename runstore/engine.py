@@ -14,7 +14,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool, Pool, QueuePool
 
-from runstore.location import sqlite_path
+from runstore.location import display, sqlite_path
 
 # Seconds a connection waits for another writer: the default 5 s is too short under load.
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -74,9 +74,21 @@ def _create(url: str) -> Engine:
         )
     if url.startswith("sqlite"):
         return create_engine(url)  # an in-memory store, for experiments
-    # A small pool: a command reuses its connection (an export of many runs opens one, not one
-    # per run); pre-ping replaces a connection the server dropped while a long job was quiet.
-    return create_engine(url, pool_size=2, max_overflow=4, pool_pre_ping=True)
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    from runstore.errors import StoreError
+
+    try:
+        # A small pool: a command reuses its connection (an export of many runs opens one, not
+        # one per run); pre-ping replaces a connection the server dropped while a job was quiet.
+        return create_engine(url, pool_size=2, max_overflow=4, pool_pre_ping=True)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        hint = (
+            "; install PostgreSQL support with: pip install 'runstore[postgres]'"
+            if url.startswith("postgresql") and isinstance(exc, ImportError)
+            else "; runstore stores are SQLite files or postgresql+psycopg:// URLs"
+        )
+        raise StoreError(f"cannot use the store URL {display(url)!r}{hint}") from exc
 
 
 def _create_sqlite(creator: Callable[[], Any], poolclass: type[Pool]) -> Engine:

@@ -297,3 +297,20 @@ def test_a_run_never_writes_over_its_input_or_its_own_output(sqlite_cli, tmp_pat
     assert "name the same file" in _error_line(result)
     assert source.read_text() == "a\nb\n"
     assert Store.open(sqlite_cli.db).count_runs() == 0
+
+
+def test_an_unsupported_store_url_says_what_is_supported(tmp_path):
+    from conftest import Cli
+
+    result = Cli("mysql://user:secret@db.example/runs")("history")
+    assert result.exit_code == 1
+    line = _error_line(result)
+    assert "postgresql+psycopg://" in line and "secret" not in line
+
+
+def test_copy_from_a_missing_store_creates_nothing(sqlite_cli, tmp_path):
+    typo = tmp_path / "typo.db"
+    result = sqlite_cli("db", "copy", "--from", str(typo))
+    assert result.exit_code == 1
+    assert "no runstore store" in _error_line(result)
+    assert not typo.exists()

@@ -72,6 +72,10 @@ def db_copy(
     src_url, dst_url = (
         (resolve_db(db), resolve_db(to)) if to else (resolve_db(source), resolve_db(db))
     )
+    from runstore.store import schema_state
+
+    if schema_state(src_url)[0] is None:  # a mistyped source must not become a new empty store
+        fail(f"there is no runstore store at {display(src_url)} to copy from")
     src, dst = Store.open(src_url), Store.open(dst_url)
     report = copy_history(src, dst, progress=_copy_progress())
     print(
