@@ -49,14 +49,33 @@ class HistoryFilter:
     oldest_first: bool = False
 
     def __post_init__(self) -> None:
-        unknown = [s for s in self.statuses if s not in {st.value for st in RunStatus}]
-        if unknown:
-            choices = ", ".join(s.value for s in RunStatus)
-            raise UsageError(f"unknown status {', '.join(unknown)}; choose from {choices}")
+        _check_statuses(self.statuses)
+
+
+def _check_statuses(statuses: Sequence[str]) -> None:
+    unknown = [s for s in statuses if s not in {st.value for st in RunStatus}]
+    if unknown:
+        choices = ", ".join(s.value for s in RunStatus)
+        raise UsageError(f"unknown status {', '.join(unknown)}; choose from {choices}")
 
 
 def parse_statuses(text: str) -> list[str]:
-    return [part.strip().lower() for part in text.split(",") if part.strip()]
+    statuses = [part.strip().lower() for part in text.split(",") if part.strip()]
+    if not statuses:
+        raise UsageError("--status: give one or more statuses, comma-separated")
+    _check_statuses(statuses)
+    return statuses
+
+
+def wanted_statuses(status: str | None, failed: bool) -> list[str] | None:
+    """The statuses ``--status`` and ``--failed`` ask for together: [] for any status, None
+    when the two leave nothing to match."""
+    statuses = parse_statuses(status) if status is not None else []
+    if not failed:
+        return statuses
+    if not statuses:
+        return list(NOT_COMPLETED_STATUSES)
+    return [s for s in statuses if s in NOT_COMPLETED_STATUSES] or None
 
 
 def history_query(flt: HistoryFilter) -> Select[Any]:

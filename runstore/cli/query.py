@@ -107,23 +107,14 @@ def history(
     Examples: `runstore history --failed --since 7d`, `runstore history --job backup --json`
     """
     from runstore.cli.output import Format, choose_format, emit
-    from runstore.queries import HistoryFilter, parse_statuses
+    from runstore.queries import HistoryFilter, wanted_statuses
     from runstore.queries import history as query_history
-    from runstore.schema import NOT_COMPLETED_STATUSES
     from runstore.timefilters import parse_duration, parse_when
 
     fmt = choose_format(as_json, as_jsonl, as_csv)
-    statuses = parse_statuses(status) if status else []
-    if failed:
-        statuses = (
-            [s for s in statuses if s in NOT_COMPLETED_STATUSES]
-            if statuses
-            else list(NOT_COMPLETED_STATUSES)
-        )
-        if not statuses:
-            statuses = ["none"]
+    statuses = wanted_statuses(status, failed)
     flt = HistoryFilter(
-        statuses=statuses if statuses != ["none"] else [],
+        statuses=statuses or [],
         jobs=job or [],
         since=parse_when(since, "--since") if since else None,
         until=parse_when(until, "--until") if until else None,
@@ -136,7 +127,7 @@ def history(
         limit=limit,
         offset=offset,
     )
-    rows = [] if statuses == ["none"] else query_history(open_store(db), flt)
+    rows = [] if statuses is None else query_history(open_store(db), flt)
     if fmt in (Format.TABLE, Format.TEXT):
         if not rows and fmt is Format.TABLE:
             print("no runs match", file=sys.stderr)
