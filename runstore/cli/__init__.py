@@ -24,7 +24,8 @@ from runstore.cli._app import error
 __all__ = ["app", "main"]
 
 COMMAND_PACKAGE = "runstore.cli"
-MODULES = ("db", "exec", "maintain", "query", "reap", "run")
+# In the order `runstore --help` lists them: recording first, then asking, then upkeep.
+MODULES = ("run", "exec", "query", "reap", "maintain", "db")
 # The module of each top-level command. Only a shortcut: a command line naming anything else
 # (a group such as `db`, a typo, no command at all) loads every module.
 COMMAND_MODULES = {
