@@ -63,7 +63,6 @@ _metadata = MetaData(
 )
 
 
-
 def sqlite_timestamp(moment: datetime) -> str:
     """A UTC time as SQLite stores it: sortable text that SQLite's date functions understand."""
     # isoformat with a fixed timespec is several times faster than strftime, same text.
