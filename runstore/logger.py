@@ -289,7 +289,7 @@ class RunLogger:
                         self.flush()
                         last_beat = now
                     elif now - last_beat >= HEARTBEAT_INTERVAL_S:
-                        self.store.update_run(self.run_pk, {"heartbeat_at": _now()})
+                        self.store.beat(self.run_pk, _now())
                         last_beat = now
             except Exception:
                 continue

@@ -11,7 +11,7 @@ heartbeat decides: no sign of life for ``stale_after_s`` seconds. Every update i
 from __future__ import annotations
 
 from contextlib import suppress
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -61,7 +61,7 @@ def find_stale(
     store: Store, *, stale_after_s: float = STALE_AFTER_S, now: datetime | None = None
 ) -> list[dict[str, Any]]:
     """Running runs whose process is gone, each with a ``reason``."""
-    now = now or datetime.now(timezone.utc)
+    now = now or store.now()
     with store.read() as conn:
         live = conn.execute(
             select(*_COLUMNS).where(runs.c.status == RunStatus.RUNNING.value)

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from itertools import count, repeat
 from pathlib import Path
 from typing import Any, TypeVar
@@ -232,7 +232,7 @@ class Store:
                     items_ok=runs.c.items_ok + deltas.items_ok,
                     items_failed=runs.c.items_failed + deltas.items_failed,
                     items_total=runs.c.items_total + deltas.items_ok + deltas.items_failed,
-                    heartbeat_at=heartbeat_at,
+                    heartbeat_at=self._heartbeat(heartbeat_at),
                 )
                 .returning(runs.c.event_count)
             ).scalar_one()
@@ -254,6 +254,23 @@ class Store:
             self._insert_events_sql,
             [(run_pk, seq, db_time(ts), et, lv, msg, data) for seq, ts, et, lv, msg, data in rows],
         )
+
+    def _heartbeat(self, local: datetime) -> Any:
+        """A heartbeat time. On a server shared by many hosts it is the server's own clock, so
+        the reaper on another host compares it with that same clock, whatever the skew."""
+        return local if self.dialect == "sqlite" else func.now()
+
+    def beat(self, run_pk: int, local: datetime) -> None:
+        """Mark a quiet run alive."""
+        self.update_run(run_pk, {"heartbeat_at": self._heartbeat(local)})
+
+    def now(self) -> datetime:
+        """The time that heartbeats are written in: this machine's, or the server's."""
+        if self.dialect == "sqlite":
+            return datetime.now(timezone.utc)
+        with self.read() as conn:
+            moment: datetime = conn.execute(select(func.now())).scalar_one()
+        return moment.astimezone(timezone.utc)
 
     def finish_run(self, run_pk: int, values: dict[str, Any]) -> None:
         """Record a run's end. A run already finished by someone else keeps its status."""

@@ -108,3 +108,19 @@ def test_reap_command_lists_and_marks(db, cli):
     again = cli("reap")
     assert again.exit_code == 0
     assert "no stale runs" in again.stderr
+
+
+def test_a_writer_whose_clock_is_behind_is_not_taken_for_dead(postgres_db, monkeypatch):
+    """On a shared server heartbeats are in the server's time: a host whose clock runs ten
+    minutes slow still looks alive to the reapers of other hosts."""
+    import runstore.logger as logger_module
+
+    store = Store.open(postgres_db)
+    slow = datetime.now(timezone.utc) - timedelta(minutes=10)
+    monkeypatch.setattr(logger_module, "_now", lambda: slow)
+    run = RunLogger(job="remote", run_id="slow-clock", store=store)
+    run._stop.set()
+    _set(store, "slow-clock", host="worker-9.example", pid=4242)
+    run.log_warning("a beat")  # flushed at once, with the heartbeat
+    assert find_stale(store, stale_after_s=300) == []
+    run.finish()
