@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner
 
 from runstore import engine as engines
 from runstore.cli import app
+from runstore.location import resolve_db
 
 POSTGRES_URL = os.environ.get("RUNSTORE_TEST_POSTGRES_URL")
 NO_POSTGRES = "PostgreSQL tests need RUNSTORE_TEST_POSTGRES_URL (a server to create databases on)"
@@ -71,6 +74,16 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield str(tmp_path / "store.db")
     else:
         yield from _postgres_database()
+
+
+def query(db: str, sql: str, **params: Any) -> list[dict[str, Any]]:
+    """Rows from a connection of our own: only what has been committed is visible."""
+    engine = create_engine(resolve_db(db), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [dict(row) for row in conn.execute(text(sql), params).mappings()]
+    finally:
+        engine.dispose()
 
 
 class Cli:

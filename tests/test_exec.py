@@ -17,30 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import query
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine, text
-from sqlalchemy.pool import NullPool
 
 from runstore import wrapper
 from runstore.capture import OutputCapture, Spool
 from runstore.durations import format_duration, parse_duration
 from runstore.errors import StoreError, UsageError
-from runstore.location import resolve_db
 from runstore.redact import command_line
 
 PY = sys.executable
 
 # -- reading what was recorded ---------------------------------------------------------------------
-
-
-def query(db: str, sql: str, **params: Any) -> list[dict[str, Any]]:
-    engine = create_engine(resolve_db(db), poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            return [dict(row) for row in conn.execute(text(sql), params).mappings()]
-    finally:
-        engine.dispose()
 
 
 def runs(db: str) -> list[dict[str, Any]]:

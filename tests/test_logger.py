@@ -12,28 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from conftest import query
+from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from runstore import logger as logger_module
 from runstore.errors import DuplicateRunId, RunNotFound, RunstoreError, StoreError, UsageError
 from runstore.ids import check_run_id, new_run_id
-from runstore.location import resolve_db
 from runstore.logger import RunLogger
 from runstore.schema import RunStatus
 from runstore.store import Store
 
 # -- reading the store as another process would ---------------------------------------------------
-
-
-def query(db: str, sql: str, **params: Any) -> list[dict[str, Any]]:
-    """Rows from a connection of our own: only what has been committed is visible."""
-    engine = create_engine(resolve_db(db), poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            return [dict(row) for row in conn.execute(text(sql), params).mappings()]
-    finally:
-        engine.dispose()
 
 
 def run_row(db: str, run_id: str) -> dict[str, Any]:

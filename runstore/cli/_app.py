@@ -89,6 +89,13 @@ app = typer.Typer(
 db_app = typer.Typer(help="Inspect and maintain the store itself.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
+StaleAfterOption = Annotated[
+    str,
+    typer.Option(
+        "--stale-after",
+        help="Runs of other hosts count as gone after this long without a heartbeat.",
+    ),
+]
 DbOption = Annotated[
     str | None,
     typer.Option(

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from runstore.cli._app import DbOption, app, db_app, error, warn
+from runstore.cli._app import DbOption, StaleAfterOption, app, db_app, error, warn
 
 JsonObjectOption = Annotated[bool, typer.Option("--json", help="Output one JSON object.")]
 
@@ -179,13 +179,7 @@ def db_check(
         bool,
         typer.Option("--quick", help="SQLite: PRAGMA quick_check, faster on a large store."),
     ] = False,
-    stale_after: Annotated[
-        str,
-        typer.Option(
-            "--stale-after",
-            help="Runs of other hosts count as gone after this long without a heartbeat.",
-        ),
-    ] = "5m",
+    stale_after: StaleAfterOption = "5m",
     as_json: JsonObjectOption = False,
     db: DbOption = None,
 ) -> None:
