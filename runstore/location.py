@@ -48,6 +48,24 @@ def sqlite_path(url: str) -> Path | None:
     return Path(rest)
 
 
+# The files SQLite keeps beside a store while it is in use.
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def store_files(url: str) -> list[tuple[str, Path]]:
+    """The files that make up the store at ``url``, each with what a message calls it: outputs
+    must never be written over any of them. None for a store on a server."""
+    path = sqlite_path(url)
+    if path is None:
+        return []
+    found = [("the store itself", path)]
+    found += [
+        (f"the store's {suffix[1:]} file", path.with_name(path.name + suffix))
+        for suffix in SQLITE_COMPANIONS
+    ]
+    return found
+
+
 def display(url: str) -> str:
     """The store as a user would name it: a file path, or the URL without its password."""
     path = sqlite_path(url)

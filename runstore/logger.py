@@ -27,7 +27,9 @@ from typing import Any
 
 from runstore import __version__, procinfo
 from runstore.errors import DuplicateRunId, RunstoreError, UsageError
+from runstore.files import OutputError, refuse_clashes
 from runstore.ids import check_run_id, new_run_id
+from runstore.location import store_files
 from runstore.redact import command_line
 from runstore.schema import FINISHED_STATUSES, LEVELS, RunStatus, datetime_from_ns
 from runstore.signals import critical
@@ -90,6 +92,8 @@ class RunLogger:
             verbose,
             events_per_flush,
         )
+        if log_path is not None:  # run_log.json must never land on the store
+            refuse_clashes({"log_path": log_path}, store_files=store_files(self.store.url))
         self._attached = False
         self.run_id = check_run_id(run_id) if run_id is not None else new_run_id()
         self.started_at = _now()
@@ -212,10 +216,14 @@ class RunLogger:
         data_json: str | None,
         level: str = "info",
         message: str | None = None,
+        *,
+        ts: int | None = None,
     ) -> None:
         """Record one event whose data is already a JSON object text (the hot path of jobs that
-        encode their own records once); the caller vouches for the type, level and JSON."""
-        ts = time_ns()  # the store formats it; far cheaper than a datetime per event
+        encode their own records once); the caller vouches for the type, level and JSON.
+        ``ts`` is the time in nanoseconds (``time.time_ns()``), now by default."""
+        if ts is None:
+            ts = time_ns()  # the store formats it; far cheaper than a datetime per event
         with self._lock:
             if self._summary is not None:
                 raise RunstoreError(f"run {self.run_id} is already finished")
@@ -338,7 +346,7 @@ class RunLogger:
                 }
                 return self._summary
             if self._ending is None:
-                self._ending = self._begin_ending(status, exit_code, error_summary, extra)
+                self._ending = self._end(status, exit_code, error_summary, extra)
             # A retry after a failed write (store locked too long, disk full) finishes the same
             # way, without a second run_finished event.
             ending = self._ending
@@ -367,18 +375,40 @@ class RunLogger:
                 "error_summary": error_summary,
                 "log": str(self.log_path) if self.log_path is not None else None,
             }
-        if self.log_path is not None:
-            self.write_log(self.log_path)
         return summary
 
-    def _begin_ending(
+    def _end(
         self,
         status: str | RunStatus | None,
         exit_code: int | None,
         error_summary: str | None,
         extra: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        """Decide how the run ends and log its run_finished event: the run row's final values."""
+        """Decide how the run ends, write its run_log.json, and log its run_finished event:
+        the run row's final values. The log is written before the store hears of the end, so a
+        log that cannot be written fails the run instead of leaving it completed without one."""
+        ending = self._ending_values(status, exit_code, error_summary, extra)
+        finished_ns = time_ns()
+        if self.log_path is not None:
+            try:
+                self._write_log_before_finish(ending, finished_ns)
+            except OutputError as exc:
+                self.log_path = None
+                self.log_error(str(exc), kind="OutputError")
+                if ending["status"] == RunStatus.COMPLETED.value:
+                    ending.update(status=RunStatus.FAILED.value, exit_code=1)
+                ending["error_summary"] = ending["error_summary"] or _summary_text(str(exc))
+                finished_ns = time_ns()
+        self.log_event_json("run_finished", self._finished_data(ending), ts=finished_ns)
+        return ending
+
+    def _ending_values(
+        self,
+        status: str | RunStatus | None,
+        exit_code: int | None,
+        error_summary: str | None,
+        extra: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         status = (
             RunStatus(status)
             if status is not None
@@ -386,23 +416,45 @@ class RunLogger:
         )
         if status.value not in FINISHED_STATUSES:
             raise ValueError(f"a run cannot finish as {status.value}")
-        duration_ms = int((time.monotonic() - self._started_clock) * 1000)
         if exit_code is None:
             exit_code = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1}.get(status, 1)
-        self.log_event(
-            "run_finished",
-            {"status": status.value, "duration_ms": duration_ms, "errors": self.error_count},
-        )
-        if error_summary is not None:
-            error_summary = _storable_text(error_summary)[:MAX_ERROR_SUMMARY]
         return {
             "status": status.value,
             "finished_at": _now(),
-            "duration_ms": duration_ms,
+            "duration_ms": int((time.monotonic() - self._started_clock) * 1000),
             "exit_code": exit_code,
-            "error_summary": error_summary,
+            "error_summary": _summary_text(error_summary) if error_summary is not None else None,
             **(extra or {}),
         }
+
+    def _finished_data(self, ending: dict[str, Any]) -> str:
+        return _to_json(
+            {
+                "status": ending["status"],
+                "duration_ms": ending["duration_ms"],
+                "errors": self.error_count,
+            }
+        )
+
+    def _write_log_before_finish(self, ending: dict[str, Any], finished_ns: int) -> None:
+        """run_log.json as it will read once the run is finished: the stored events, then the
+        run_finished event that is logged right after."""
+        from runstore.runlog import save_run_log
+
+        assert self.log_path is not None
+        self.flush()
+        row = self.store.get_run(self.run_pk)
+        seq = row["event_count"] + 1
+        row.update(ending, event_count=seq)
+        last = (
+            seq,
+            datetime_from_ns(finished_ns).isoformat(timespec="microseconds"),
+            "run_finished",
+            "info",
+            None,
+            self._finished_data(ending),
+        )
+        save_run_log(self.log_path, self.store, row, [last])
 
     def write_log(self, path: str | os.PathLike[str]) -> None:
         """Write this run's run_log.json (atomically) from what the store holds."""
@@ -471,6 +523,10 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
     return value
+
+
+def _summary_text(text: str) -> str:
+    return _storable_text(text)[:MAX_ERROR_SUMMARY]
 
 
 def _storable_text(text: str) -> str:

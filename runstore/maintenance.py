@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, delete, func, or_, select
 from sqlalchemy.exc import DBAPIError
 
-from runstore.engine import sqlite_file_uri
 from runstore.errors import RunstoreError, StoreError, UsageError, first_line
 from runstore.location import display, resolve_db, sqlite_path
 from runstore.schema import (
@@ -301,11 +300,15 @@ def backup(
 ) -> BackupResult:
     """Copy a SQLite store to ``target`` with SQLite's online backup, safe while runs write.
 
-    The copy is written beside ``target`` and renamed into place, so ``target`` is never left
-    half-written; it is readable by its owner only. An existing ``target`` is replaced only with
-    ``force``. PostgreSQL stores are backed up with pg_dump, not here.
+    The copy is written beside ``target``, checked (``PRAGMA integrity_check``) and renamed into
+    place, so ``target`` is never left half-written; it is readable by its owner only. An
+    existing ``target`` is replaced only with ``force``, and so are a ``-wal`` or ``-journal``
+    left at its name (SQLite would read them with the copy). ``-`` (or a device or FIFO) gets
+    the checked copy written to it. PostgreSQL stores are backed up with pg_dump, not here.
     """
-    from runstore.migrate import sqlite_backup
+    from runstore.files import output_target, refuse_clashes
+    from runstore.location import store_files
+    from runstore.sqlite_file import backup_file, backup_stream, stale_companions
     from runstore.store import schema_state
 
     url = resolve_db(db)
@@ -317,79 +320,44 @@ def backup(
         )
     if not source.is_file():
         raise StoreError(f"there is no store at {source} to back up")
-    target = Path(target).expanduser().absolute()
-    if target.is_dir():
-        raise UsageError(f"{target} is a directory; give the backup's file name")
-    if not target.parent.is_dir():
-        raise StoreError(f"cannot write {target}: its directory does not exist")
-    if target.exists() and _same_file(source, target):
-        raise UsageError(f"{target} is the store itself; choose another file")
-    if target.exists() and not force:
-        raise RunstoreError(f"{target} already exists; use --force to replace it")
+    refuse_clashes({"FILE": target}, store_files=store_files(url))
+    out = output_target(target)
+    if out.file is not None:
+        if not out.file.parent.is_dir():
+            raise StoreError(f"cannot write {out.given}: its directory does not exist")
+        if out.file.exists() and not force:
+            raise RunstoreError(f"{out.given} already exists; use --force to replace it")
+        stale = stale_companions(out.file)
+        if stale and not force:
+            raise RunstoreError(
+                f"{stale[0]} is left over from another database, and SQLite would read it "
+                "together with the backup; remove it, or use --force to replace it too"
+            )
     revision, _ = schema_state(url)
     if revision is None:
         raise StoreError(f"{source} holds no runstore store yet; nothing to back up")
 
     began = time.monotonic()
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
+    if out.file is not None:
+        checked = backup_file(source, out.file, replace=force)
+        size = out.file.stat().st_size
+        written_to = str(out.file)
+    else:
+        fd = out.fd if out.fd is not None else os.open(out.given, os.O_WRONLY | os.O_NOCTTY)
         try:
-            sqlite_backup(source, temporary)
-        except OSError as exc:
-            raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot back up {source}: {exc}") from exc
-        copied_revision, copied_runs = _inspect_copy(temporary)
-        if copied_revision is None:
-            raise StoreError(f"the copy of {source} came out empty; nothing was written")
-        _move_into_place(temporary, target, force)
-    finally:
-        for leftover in (temporary, temporary.with_name(temporary.name + "-journal")):
-            leftover.unlink(missing_ok=True)
+            checked, size = backup_stream(source, fd, out.given)
+        finally:
+            if out.fd is None:
+                os.close(fd)
+        written_to = out.given
     return BackupResult(
         source=str(source),
-        target=str(target),
-        bytes=target.stat().st_size,
-        runs=copied_runs,
-        schema_revision=copied_revision,
+        target=written_to,
+        bytes=size,
+        runs=checked.runs,
+        schema_revision=checked.revision,
         seconds=round(time.monotonic() - began, 3),
     )
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.samefile(b)
-    except OSError:
-        return False
-
-
-def _inspect_copy(path: Path) -> tuple[str | None, int]:
-    """The copy's schema revision (None if it holds no store) and its number of runs."""
-    # Nobody else has the copy yet: immutable, so no lock files or WAL appear beside it.
-    conn = sqlite3.connect(sqlite_file_uri(path, immutable=True), uri=True)
-    try:
-        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
-        if "alembic_version" not in tables or runs.name not in tables:
-            return None, 0
-        revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-        count = conn.execute(f"SELECT count(*) FROM {runs.name}").fetchone()[0]
-        return (revision[0] if revision else None), int(count)
-    finally:
-        conn.close()
-
-
-def _move_into_place(temporary: Path, target: Path, force: bool) -> None:
-    if force:
-        os.replace(temporary, target)
-        return
-    try:
-        os.link(temporary, target)  # fails if target appeared meanwhile: never clobber
-    except FileExistsError:
-        raise RunstoreError(f"{target} already exists; use --force to replace it") from None
-    except OSError:
-        if target.exists():  # a filesystem without hard links
-            raise RunstoreError(f"{target} already exists; use --force to replace it") from None
-        os.replace(temporary, target)
 
 
 # -- check ---------------------------------------------------------------------------------------

@@ -7,15 +7,12 @@ while holding the store's write lock, so two processes never migrate at once.
 
 from __future__ import annotations
 
-import os
-import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from runstore.engine import sqlite_file_uri
 from runstore.errors import SchemaTooNew, StoreError, first_line
 from runstore.schema import KNOWN_REVISIONS, SCHEMA_REVISION
 
@@ -119,23 +116,11 @@ def upgrade(engine: Engine, backup_of: Path | None = None) -> None:
 
 
 def backup_copy(path: Path, revision: str) -> Path:
-    """Copy the SQLite file before an upgrade, as a consistent snapshot (SQLite's backup API)."""
+    """Copy the SQLite file before an upgrade: a consistent snapshot (SQLite's backup API),
+    complete and checked before the upgrade starts."""
+    from runstore.sqlite_file import backup_file
+
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     target = path.with_name(f"{path.name}.before-{SCHEMA_REVISION}-from-{revision}-{stamp}.bak")
-    sqlite_backup(path, target)
+    backup_file(path, target)
     return target
-
-
-def sqlite_backup(source: Path, target: Path) -> None:
-    """Online backup: safe while other processes write; the copy is readable by its owner only."""
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.close(fd)
-    src = sqlite3.connect(sqlite_file_uri(source), uri=True)
-    try:
-        dst = sqlite3.connect(target)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-    finally:
-        src.close()

@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from runstore.atomic import OutputError, atomic_text_file, check_writable_dir
-from runstore.errors import InputError, UsageError
-from runstore.logger import RunLogger
+from runstore.errors import InputError
+from runstore.files import OutputError, check_output, open_output, refuse_clashes
+from runstore.location import resolve_db, store_files
+from runstore.logger import Echo, RunLogger
 from runstore.schema import RunStatus
 from runstore.signals import Cancelled, cancel_on_signals
 from runstore.textinput import count_items, iter_items, open_input
@@ -51,7 +52,7 @@ def process_lines(
     log = run.log_event_json
     clock = time.perf_counter
     f, encoding = open_input(input_path)
-    with f, atomic_text_file(output_path) as out:
+    with f, open_output(output_path) as out:
         out.write("[")
         for index, item in enumerate(iter_items(f, encoding)):
             out.write("\n  " if index == 0 else ",\n  ")
@@ -103,6 +104,7 @@ def run_job(
     job: str,
     db: str | os.PathLike[str] | None = None,
     verbose: bool = False,
+    echo: Echo | None = None,
     on_start: Callable[[int], Progress | None] | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """``runstore run``: the line-processing job as one recorded run.
@@ -113,19 +115,25 @@ def run_job(
     """
     from runstore.store import Store
 
-    _refuse_clashing_paths(input_path, output_path, log_path)
+    # Before anything is written, the store included: no output over the store, the input or
+    # the other output.
+    refuse_clashes(
+        {"--output": output_path, "--log": log_path},
+        inputs={"--input": input_path},
+        store_files=store_files(resolve_db(db)),
+    )
     store = Store.open(db)
-    run = RunLogger(job, run_id, store=store, log_path=log_path, verbose=verbose)
+    run = RunLogger(job, run_id, store=store, log_path=log_path, verbose=verbose, echo=echo)
     try:
         with cancel_on_signals(), run:
             try:
                 if log_path is not None:
                     try:
-                        check_writable_dir(log_path)
+                        check_output(log_path)
                     except OutputError:
                         run.log_path = None  # cannot be written: the store still holds the run
                         raise
-                check_writable_dir(output_path)
+                check_output(output_path)
                 process_lines(run, input_path, output_path, on_start=on_start)
             except (InputError, OutputError) as problem:
                 run.log_error(str(problem), kind=type(problem).__name__)
@@ -140,21 +148,5 @@ def run_job(
             extra={"signal": cancelled.signum},
         )
         return summary, str(cancelled)
-    return run.finish(), None
-
-
-def _refuse_clashing_paths(
-    input_path: str | os.PathLike[str],
-    output_path: str | os.PathLike[str],
-    log_path: str | os.PathLike[str] | None,
-) -> None:
-    """The job must not write over its own input, nor its output over its log."""
-    named = {"--input": input_path, "--output": output_path}
-    if log_path is not None:
-        named["--log"] = log_path
-    seen: dict[str, str] = {}
-    for option, path in named.items():
-        key = os.path.realpath(path)
-        if key in seen:
-            raise UsageError(f"{seen[key]} and {option} name the same file: {os.fspath(path)}")
-        seen[key] = option
+    summary = run.finish()  # a run_log.json that cannot be written fails the run here
+    return summary, summary["error_summary"] if summary["status"] != "completed" else None

@@ -52,3 +52,26 @@ def current_cwd() -> str | None:
         return os.getcwd()
     except OSError:
         return None
+
+
+def alive(pid: int, start: int | None = None) -> bool:
+    """Is process ``pid`` running, and (given ``start``) the same process that started then?"""
+    started = process_start(pid)
+    if started is None:
+        return False
+    return start is None or started == start
+
+
+def umask() -> int:
+    """The process's umask. Linux shows it in /proc; elsewhere it can only be read by setting
+    it, which briefly exposes other threads' new files, so that is the fallback only."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask

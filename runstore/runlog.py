@@ -13,11 +13,14 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from itertools import islice
+from itertools import chain, islice
 from typing import Any, TextIO
 
-from runstore.atomic import atomic_text_file
+from runstore.files import open_output
 from runstore.store import Store
+
+# One event as run_log.json is built from: (seq, ISO-8601 time, type, level, message, data JSON).
+EventLine = tuple[int, str, str, str, "str | None", "str | None"]
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -48,11 +51,12 @@ def run_header(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def event_lines(store: Store, run: dict[str, Any]) -> Iterator[str]:
-    """Each event as one compact JSON object; the stored data text is spliced in unparsed."""
+def event_lines(store: Store, run: dict[str, Any], more: Iterable[EventLine] = ()) -> Iterator[str]:
+    """Each event as one compact JSON object; the stored data text is spliced in unparsed.
+    ``more`` follows the stored events (a run's last event, written with it as it finishes)."""
     prefix = '{"run_id": ' + json.dumps(run["run_id"])
     quoted: dict[str, str] = {}  # event types repeat: encode each once
-    for seq, ts, event_type, level, message, data in store.iter_event_rows(run["id"]):
+    for seq, ts, event_type, level, message, data in chain(store.iter_event_rows(run["id"]), more):
         etype = quoted.get(event_type)
         if etype is None:
             etype = quoted[event_type] = json.dumps(event_type)
@@ -63,11 +67,13 @@ def event_lines(store: Store, run: dict[str, Any]) -> Iterator[str]:
         )
 
 
-def write_run_log(out: TextIO, store: Store, run: dict[str, Any]) -> None:
+def write_run_log(
+    out: TextIO, store: Store, run: dict[str, Any], more: Iterable[EventLine] = ()
+) -> None:
     header = json.dumps(run_header(run), indent=2, ensure_ascii=False)
     out.write(header[:-2])  # drop the closing "\n}" to append the events
     out.write(',\n  "events": [')
-    wrote = write_joined(out, event_lines(store, run), ",\n    ", first="\n    ")
+    wrote = write_joined(out, event_lines(store, run, more), ",\n    ", first="\n    ")
     out.write("\n  ]\n}\n" if wrote else "]\n}\n")
 
 
@@ -98,7 +104,12 @@ def write_joined(
         out.write(between)
 
 
-def save_run_log(path: str | os.PathLike[str], store: Store, run: dict[str, Any]) -> None:
-    """Write run_log.json for ``run`` atomically, readable by its owner only."""
-    with atomic_text_file(path, private=True) as out:
-        write_run_log(out, store, run)
+def save_run_log(
+    path: str | os.PathLike[str],
+    store: Store,
+    run: dict[str, Any],
+    more: Iterable[EventLine] = (),
+) -> None:
+    """Write run_log.json for ``run`` (whole or not at all, readable by its owner only)."""
+    with open_output(path, private=True) as out:
+        write_run_log(out, store, run, more)

@@ -170,6 +170,7 @@ class _Recorder(threading.Thread):
         self.run_id: str | None = None
         self.store_for_child: str | None = None
         self.problem: str | None = None
+        self.log_problem: str | None = None
         self.note: str | None = None
 
     def run(self) -> None:
@@ -200,7 +201,7 @@ class _Recorder(threading.Thread):
         store = Store.open(self.db)
 
         def start(run_id: str | None) -> Any:
-            return RunLogger(self.job, run_id, store=store, argv=self.argv, log_path=self.log_path)
+            return RunLogger(self.job, run_id, store=store, argv=self.argv)
 
         try:
             self.logger = start(self.requested_run_id)
@@ -246,6 +247,13 @@ class _Recorder(threading.Thread):
             self.logger.finish(status, exit_code=exit_code, error_summary=reason, extra=extra)
         except Exception as exc:
             self.problem = self.problem or _why(exc)
+            return
+        if self.log_path is not None:
+            # An export of the recorded run: the command's outcome stands whatever happens here.
+            try:
+                self.logger.write_log(self.log_path)
+            except Exception as exc:
+                self.log_problem = f"{_why(exc)}; the run is recorded in the store only"
 
 
 # -- one execution -------------------------------------------------------------------------------
@@ -704,6 +712,8 @@ class _Execution:
                 f"{format_duration(self.finish_wait)}; it stays running until reaped"
             )
         self.check_store()
+        if recorder.log_problem is not None:
+            self.warn(recorder.log_problem)
         return ExecResult(
             exit_code=code,
             status=status,

@@ -62,6 +62,27 @@ def _postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
+READER_ROLE = "runstore_reader"
+
+
+def reader_url(db: str) -> str:
+    """The store as seen by a read-only role, the one the README recommends for `runstore sql`
+    on PostgreSQL (a superuser is refused there); a SQLite path as it is."""
+    if "://" not in db:
+        return db
+    from sqlalchemy.engine import make_url
+
+    assert POSTGRES_URL
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": READER_ROLE})
+        if exists.first() is None:
+            conn.execute(text(f"CREATE ROLE {READER_ROLE} LOGIN"))
+        conn.execute(text(f"GRANT pg_read_all_data TO {READER_ROLE}"))
+    admin.dispose()
+    return make_url(db).set(username=READER_ROLE, password=None).render_as_string(False)
+
+
 @pytest.fixture
 def postgres_db() -> Iterator[str]:
     yield from _postgres_database()
@@ -111,3 +132,18 @@ def cli(db: str) -> Cli:
 @pytest.fixture
 def sqlite_cli(sqlite_db: str) -> Cli:
     return Cli(sqlite_db)
+
+
+def error_line(result: Any) -> str:
+    """The one ``Error: ...`` line a failure prints on stderr, with no traceback anywhere."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: "), lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    return lines[0]
+
+
+def file_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -152,7 +152,7 @@ def test_backup_refuses_to_overwrite_without_force(sqlite_cli, tmp_path):
 @pytest.mark.parametrize(
     ("where", "message"),
     [
-        ("store", "is the store itself"),
+        ("store", "names the store itself"),
         ("missing-dir", "its directory does not exist"),
         ("directory", "is a directory"),
     ],

@@ -50,7 +50,8 @@ def exec_(
         typer.Option("--quiet", "-q", help="Show the command's output only when it fails."),
     ] = False,
     log: Annotated[
-        Path | None, typer.Option("--log", help="Also write the run as run_log.json here.")
+        Path | None,
+        typer.Option("--log", help="Also write the run as run_log.json here (- for stdout)."),
     ] = None,
     head_lines: Annotated[
         int,
@@ -100,7 +101,7 @@ def exec_(
         check_run_id(run_id)
     if job is not None and not job.strip():
         raise UsageError("--job must not be empty")
-    log_path = _usable_log(log)
+    log_path = _usable_log(log, db)
 
     from runstore.wrapper import run_command
 
@@ -122,14 +123,17 @@ def exec_(
     _leave(result.exit_code)
 
 
-def _usable_log(log: Path | None) -> Path | None:
-    """A run_log.json that cannot be written is a warning: the job runs anyway."""
+def _usable_log(log: Path | None, db: str | None) -> Path | None:
+    """A --log naming the store is a usage error (the command does not run); one that cannot be
+    written is a warning: the job runs anyway."""
     if log is None:
         return None
-    from runstore.atomic import OutputError, check_writable_dir
+    from runstore.files import OutputError, check_output, refuse_clashes
+    from runstore.location import resolve_db, store_files
 
+    refuse_clashes({"--log": log}, store_files=store_files(resolve_db(db)))
     try:
-        check_writable_dir(log)
+        check_output(log)
     except OutputError as exc:
         warn(f"{exc}; the run is recorded in the store only")
         return None

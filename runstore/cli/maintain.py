@@ -151,25 +151,32 @@ def prune(
 
 @db_app.command("backup")
 def db_backup(
-    file: Annotated[Path, typer.Argument(help="Where to write the copy.", show_default=False)],
+    file: Annotated[
+        Path, typer.Argument(help="Where to write the copy (- for stdout).", show_default=False)
+    ],
     force: Annotated[
-        bool, typer.Option("--force", "-f", help="Replace FILE if it exists.")
+        bool,
+        typer.Option(
+            "--force", "-f", help="Replace FILE if it exists, and a -wal/-journal left beside it."
+        ),
     ] = False,
     db: DbOption = None,
 ) -> None:
     """Copy a SQLite store to FILE with SQLite's online backup; safe while runs are writing.
 
-    The copy is readable by its owner only and never left half-written. For PostgreSQL stores
-    use pg_dump.
+    The copy passes SQLite's integrity check before it takes FILE's place; it is readable by
+    its owner only and never left half-written. For PostgreSQL stores use pg_dump.
 
     Example: `runstore db backup ~/backups/runstore-$(date +%F).db`
     """
+    from runstore.files import descriptor
     from runstore.maintenance import backup
 
     result = backup(db, file, force=force)
     print(
         f"backed up {_plural(result.runs, 'run')} to {result.target} "
-        f"({human_bytes(result.bytes)}, schema {result.schema_revision})"
+        f"({human_bytes(result.bytes)}, schema {result.schema_revision}, integrity ok)",
+        file=sys.stderr if descriptor(str(file)) == 1 else sys.stdout,
     )
 
 

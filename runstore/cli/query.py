@@ -321,7 +321,8 @@ def export(
         typer.Argument(help="Run id or unique prefix. Omit to export many with --since."),
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here (atomically), not to stdout.")
+        Path | None,
+        typer.Option("--output", "-o", help="Write here (whole or not at all); - for stdout."),
     ] = None,
     since: Annotated[
         str | None, typer.Option("--since", help="Export every run started since (7d, ...).")
@@ -336,17 +337,19 @@ def export(
     """
     from contextlib import nullcontext
 
-    from runstore.atomic import atomic_text_file
+    from runstore.files import descriptor, open_output, refuse_clashes
+    from runstore.location import resolve_db, store_files
     from runstore.queries import HistoryFilter, iter_history
     from runstore.runlog import write_run_log, write_run_log_line
     from runstore.timefilters import parse_when
 
-    store = open_store(db)
     if run is None and since is None and not job:
         fail("give a run id, or --since/--job (with --jsonl) to export many runs", 2)
-    target = (
-        atomic_text_file(output, private=True) if output is not None else nullcontext(sys.stdout)
-    )
+    if output is not None and descriptor(str(output)) == 1:
+        output = None  # `-o -` is stdout, as without -o
+    refuse_clashes({"--output": output}, store_files=store_files(resolve_db(db)))
+    store = open_store(db)
+    target = open_output(output, private=True) if output is not None else nullcontext(sys.stdout)
     if run is not None:
         record = store.find_run(run)
         with target as out:
@@ -380,13 +383,21 @@ def sql(
     timeout: Annotated[
         str, typer.Option("--timeout", help="Stop the query after this long.")
     ] = "10s",
+    allow_superuser: Annotated[
+        bool,
+        typer.Option(
+            "--allow-superuser",
+            help="PostgreSQL: run even as a role that can reach outside the database.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     as_jsonl: JsonlOption = False,
     as_csv: CsvOption = False,
     db: DbOption = None,
 ) -> None:
     """Run a read-only SQL query against the store (tables runs and events, views run_summary
-    and job_stats). Anything that would change the store is refused.
+    and job_stats). Anything that would change the store is refused; the query is bounded in
+    time (--timeout) and in memory (16 MB a value; on SQLite 192 MB in all).
 
     Example: `runstore sql "select job, count(*) from runs where status = 'failed' group by job"`
     """
@@ -398,7 +409,11 @@ def sql(
     text = sys.stdin.read() if query == "-" else query
     params = _named_params(param or [])
     with run_query(
-        open_store(db), text, params, timeout_s=parse_duration(timeout, "--timeout")
+        open_store(db),
+        text,
+        params,
+        timeout_s=parse_duration(timeout, "--timeout"),
+        allow_superuser=allow_superuser,
     ) as result:
         keys = _unique_names(result.columns)
         columns = [Column(key, key) for key in keys]

@@ -21,9 +21,12 @@ def run(
         # readable=False: an unreadable input is a failed run (recorded), not a usage error.
         typer.Option("--input", "-i", readable=False, help="Text file: one item per line."),
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where processed.json goes.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where processed.json goes (- for stdout).")
+    ],
     log: Annotated[
-        Path | None, typer.Option("--log", help="Also write the run as run_log.json here.")
+        Path | None,
+        typer.Option("--log", help="Also write the run as run_log.json here (- for stdout)."),
     ] = None,
     run_id: Annotated[
         str | None,
@@ -49,8 +52,12 @@ def run(
     Example: runstore run --input data/sample_input.txt --output data/processed.json
     --log data/run_log.json --run-id demo-001
     """
+    from runstore.files import descriptor
     from runstore.pipeline import run_job
 
+    # When an output goes to stdout, what is said about the run goes to stderr, out of its way.
+    data_on_stdout = any(p is not None and descriptor(str(p)) == 1 for p in (output, log))
+    say = sys.stderr if data_on_stdout else sys.stdout
     summary, problem = run_job(
         input_path=input,
         output_path=output,
@@ -59,11 +66,12 @@ def run(
         job=job,
         db=db,
         verbose=verbose,
+        echo=(lambda line: print(line, file=say, flush=True)) if verbose else None,
         on_start=_progress_bar,
     )
     if problem is not None:
         error(problem)
-    print(json.dumps(summary) if as_json else summary_line(summary), flush=True)
+    print(json.dumps(summary) if as_json else summary_line(summary), file=say, flush=True)
     raise typer.Exit(summary["exit_code"])
 
 
