@@ -1,27 +1,40 @@
-"""``runstore sql``: ad hoc queries that cannot change the store, with a time limit.
+"""``runstore sql``: ad hoc queries that cannot change the store, bounded in time and memory.
 
 On SQLite the query runs on a separate connection opened read-only (``mode=ro``), with
 ``PRAGMA query_only``, and an authorizer that allows reading and nothing else: no ATTACH, no
-PRAGMA that sets anything, no extension loading. On PostgreSQL it must be one statement that
-starts like a query, and it runs in a READ ONLY transaction with a statement timeout, always
-rolled back.
+PRAGMA that sets anything, no extension loading. One value may hold at most ``MAX_VALUE_BYTES``
+(SQLite's length limit), all of SQLite's memory in this process at most ``SQLITE_HEAP_BYTES``
+(its hard heap limit), and the time limit covers the whole query, the reading of its rows too.
+``printf`` is checked before it runs: a huge width or precision is one call that no time limit
+can interrupt.
+
+On PostgreSQL it must be one statement that starts like a query, and it runs in a READ ONLY
+transaction with a statement timeout, always rolled back. Its rows are streamed from a server-side
+cursor; a row larger than ``MAX_VALUE_BYTES`` stops the query on the server before it is sent,
+and the time limit covers the reading of the rows as well.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 import time
-from collections.abc import Generator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
 from runstore.engine import sqlite_file_uri
-from runstore.errors import RunstoreError, UsageError
+from runstore.errors import RunstoreError, UsageError, first_line
 from runstore.store import Store
 
 DEFAULT_TIMEOUT_S = 10.0
+# The most one string or blob (on PostgreSQL: one row) may hold: far more than any stored value.
+MAX_VALUE_BYTES = 16 << 20
+# All of SQLite's memory in a process that runs ad hoc queries: page caches, sorters, values.
+SQLITE_HEAP_BYTES = 192 << 20
+_SQLITE_LIMIT_LENGTH = 0  # sqlite3.SQLITE_LIMIT_LENGTH, named from Python 3.11 on
 
 # Pragmas that only read: allowed bare; the table-valued ones also with a table/index argument.
 _READ_PRAGMAS = {
@@ -75,15 +88,17 @@ def run_query(
     params: Mapping[str, Any] | None = None,
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    allow_superuser: bool = False,
 ) -> Iterator[QueryResult]:
-    """Run one read-only statement; yields its columns and a row iterator."""
+    """Run one read-only statement; yields its columns and a row iterator. On PostgreSQL a role
+    that can reach outside the database is refused unless ``allow_superuser``."""
     if not sql.strip():
         raise UsageError("no SQL given")
     if store.dialect == "sqlite":
         with _sqlite_query(store, sql, params or {}, timeout_s) as result:
             yield result
     else:
-        with _server_query(store, sql, params or {}, timeout_s) as result:
+        with _server_query(store, sql, params or {}, timeout_s, allow_superuser) as result:
             yield result
 
 
@@ -95,6 +110,7 @@ def _sqlite_query(
     # A store this user cannot write is read as it stands (see engine.get_read_only_engine).
     uri = sqlite_file_uri(store.path, immutable=store.read_only)
     conn = sqlite3.connect(uri, uri=True, timeout=30)
+    bounds = _Bounds(conn)
     try:
         conn.execute("PRAGMA query_only=1")
         conn.set_authorizer(_authorizer)
@@ -103,14 +119,18 @@ def _sqlite_query(
         try:
             cursor = conn.execute(sql, dict(params))
         except (sqlite3.DatabaseError, sqlite3.ProgrammingError, sqlite3.Warning) as exc:
-            raise _explain(exc, timeout_s) from None
+            raise _explain(exc, timeout_s, bounds) from None
+        except MemoryError:
+            raise _out_of_memory() from None
         columns = [d[0] for d in cursor.description or ()]
 
         def rows() -> Generator[tuple[Any, ...], None, None]:
             try:
                 yield from cursor
             except sqlite3.DatabaseError as exc:
-                raise _explain(exc, timeout_s) from None
+                raise _explain(exc, timeout_s, bounds) from None
+            except MemoryError:
+                raise _out_of_memory() from None
 
         stream = rows()
         try:
@@ -119,12 +139,79 @@ def _sqlite_query(
             stream.close()  # before the connection: a reader that left early (| head) is no error
     finally:
         conn.close()
+        bounds.close()
 
 
-def _explain(exc: Exception, timeout_s: float) -> QueryError:
+class _Bounds:
+    """What one query on ``conn`` may build: values up to MAX_VALUE_BYTES, SQLite's memory up
+    to SQLITE_HEAP_BYTES, and ``printf``/``format`` widths within the value limit."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.problem: str | None = None
+        # The hard heap limit is SQLite's, for the whole process: it can only be lowered.
+        conn.execute(f"PRAGMA hard_heap_limit={SQLITE_HEAP_BYTES}")
+        self._helper = sqlite3.connect(":memory:")
+        for each in (conn, self._helper):
+            if hasattr(each, "setlimit"):  # Python 3.11+; before, the heap limit alone bounds
+                each.setlimit(_SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+        for name in ("printf", "format"):
+            conn.create_function(name, -1, self._printf)
+
+    def _printf(self, *args: Any) -> Any:
+        """SQLite's own printf, run on a helper connection once its widths are known to fit."""
+        if not args:
+            raise sqlite3.ProgrammingError("printf needs a format")
+        if isinstance(args[0], str) and _printf_too_wide(args[0], args[1:]):
+            self.problem = f"a printf width or precision over {MAX_VALUE_BYTES:,} characters"
+            raise ValueError(self.problem)
+        marks = ", ".join("?" * len(args))
+        result = self._helper.execute(f"SELECT printf({marks})", args).fetchone()[0]
+        if result is None and args[0] is not None:  # SQLite's printf says "too big" by NULL
+            self.problem = f"a printf result over {MAX_VALUE_BYTES:,} bytes"
+            raise ValueError(self.problem)
+        return result
+
+    def close(self) -> None:
+        self._helper.close()
+
+
+_PRINTF_CONVERSION = re.compile(r"%[-+ 0#,!]*(\*|\d+)?(?:\.(\*|\d*))?(?:ll|l)?([A-Za-z%])")
+
+
+def _printf_too_wide(fmt: str, args: Sequence[Any]) -> bool:
+    rest = iter(args)
+    for width, precision, conversion in _PRINTF_CONVERSION.findall(fmt):
+        for spec in (width, precision):
+            size = _as_int(next(rest, 0)) if spec == "*" else int(spec or 0)
+            if abs(size) > MAX_VALUE_BYTES:
+                return True
+        if conversion != "%":
+            next(rest, None)
+    return False
+
+
+def _as_int(value: Any) -> int:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def _out_of_memory() -> QueryError:
+    return QueryError(
+        f"query stopped: it needs more than the {SQLITE_HEAP_BYTES >> 20} MB of memory that "
+        "runstore sql allows SQLite"
+    )
+
+
+def _explain(exc: Exception, timeout_s: float, bounds: _Bounds | None = None) -> QueryError:
     text = str(exc)
+    if bounds is not None and bounds.problem is not None:
+        return QueryError(f"query stopped: {bounds.problem}")
     if "interrupted" in text:
         return QueryError(f"query stopped after the {timeout_s:g} s time limit")
+    if "too big" in text:
+        return QueryError(f"query stopped: a value would be larger than {MAX_VALUE_BYTES >> 20} MB")
     refusals = ("not authorized", "authorization denied", "readonly", "read-only")
     if any(word in text for word in refusals):
         return QueryError(f"refused: runstore sql is read-only ({text})")
@@ -135,66 +222,142 @@ def _explain(exc: Exception, timeout_s: float) -> QueryError:
 
 @contextmanager
 def _server_query(
-    store: Store, sql: str, params: Mapping[str, Any], timeout_s: float
+    store: Store, sql: str, params: Mapping[str, Any], timeout_s: float, allow_superuser: bool
 ) -> Iterator[QueryResult]:
     from sqlalchemy import text
-    from sqlalchemy.exc import StatementError
+    from sqlalchemy.exc import DBAPIError
 
-    if not _SERVER_QUERY_START.match(sql):
+    start = _SERVER_QUERY_START.match(sql)
+    if start is None:
         raise QueryError(
             "refused: runstore sql only runs queries (SELECT, WITH, VALUES, TABLE, EXPLAIN, SHOW)"
         )
+    if start[1].lower() not in ("explain", "show"):
+        sql = _row_size_guarded(sql)
+    deadline = time.monotonic() + timeout_s
     with store.engine.connect() as conn:
         raw: Any = conn.connection.driver_connection
-        threshold = getattr(raw, "prepare_threshold", False)
-        if threshold is not False:
-            # psycopg 3 sends a query without parameters by the simple protocol, which runs
-            # "select 1; commit; delete from runs" as three statements, the last one outside
-            # the read-only transaction. A prepared statement is always exactly one.
-            raw.prepare_threshold = 0
-        elif ";" in sql.strip().rstrip(";"):
-            raise QueryError("refused: give one statement at a time (no ; inside it)")
-        trans = conn.begin()
+        if not hasattr(raw, "pgconn"):
+            raise QueryError("runstore sql on PostgreSQL needs the psycopg 3 driver")
+        try:
+            if not allow_superuser:
+                _refuse_powerful_role(conn)
+            trans = conn.begin()
+        except DBAPIError as exc:
+            raise _explain_server(exc, timeout_s) from None
         try:
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {_timeout_ms(timeout_s)}")
+            # Parameters need text()'s :name binding; without any, the query goes as it is, so
+            # a ':word' inside a string literal stays text.
+            query, values = sql, None
+            if params:
+                compiled = text(sql).compile(dialect=conn.dialect)
+                query, values = str(compiled), compiled.construct_params(dict(params))
+            cursor = raw.cursor()
+            # One row at a time (libpq's single-row mode): memory holds one row, however many
+            # the query returns; the extended protocol runs exactly one statement.
+            stream = cursor.stream(query, values)
             try:
-                # Parameters need text()'s :name binding; without any, the query goes as it is,
-                # so a ':word' inside a string literal stays text.
-                result = (
-                    conn.execute(text(sql), dict(params)) if params else conn.exec_driver_sql(sql)
-                )
-            except StatementError as exc:
+                first = next(stream, None)
+                if first is None and cursor.description is None:
+                    # No row came, and with it no column names: ask for them alone (prepared,
+                    # so again exactly one statement).
+                    cursor.execute(f"{query}\nLIMIT 0", values, prepare=True)
+            except Exception as exc:
                 raise _explain_server(exc, timeout_s) from None
-            if not result.returns_rows:
+            if cursor.description is None:
                 raise QueryError("refused: runstore sql only runs queries that return rows")
-            columns = list(result.keys())
+            columns = [d.name for d in cursor.description]
 
             def rows() -> Generator[tuple[Any, ...], None, None]:
                 try:
-                    for row in result:
+                    if first is None:
+                        return
+                    yield tuple(first)
+                    for row in stream:
+                        if time.monotonic() > deadline:
+                            raise QueryError(f"query stopped after the {timeout_s:g} s time limit")
                         yield tuple(row)
-                except StatementError as exc:
+                except QueryError:
+                    raise
+                except Exception as exc:
                     raise _explain_server(exc, timeout_s) from None
 
-            stream = rows()
+            reader = rows()
             try:
-                yield QueryResult(columns, stream)
+                yield QueryResult(columns, reader)
             finally:
+                reader.close()
                 stream.close()
+                cursor.close()
         finally:
-            trans.rollback()
-            if threshold is not False:
-                raw.prepare_threshold = threshold
+            with suppress(Exception):  # a broken connection is thrown away by the pool
+                trans.rollback()
+
+
+def _row_size_guarded(sql: str) -> str:
+    """The query as a subquery whose rows the server refuses to send when larger than
+    MAX_VALUE_BYTES: a value that size is built on the server and would arrive whole."""
+    body = _TRAILING_SEMICOLONS.sub("", sql)
+    size = "pg_column_size(runstore_query.*)"
+    return (
+        f"SELECT * FROM (\n{body}\n) AS runstore_query WHERE CASE WHEN {size} <= "
+        f"{MAX_VALUE_BYTES} THEN true ELSE CAST('{_ROW_TOO_LARGE}' || {size} AS boolean) END"
+    )
+
+
+_TRAILING_SEMICOLONS = re.compile(r"(?:;|\s+|--[^\n]*|/\*.*?\*/)*\Z", re.DOTALL)
+_ROW_TOO_LARGE = "runstore: row too large: "
+_SERVER_REFUSALS = (
+    "read-only transaction",
+    "data-modifying statement",
+    "permission denied",
+    "INTO is not allowed",
+)
+
+
+def _timeout_ms(timeout_s: float) -> int:
+    """statement_timeout in whole milliseconds: 0 would mean no limit, and it holds an int."""
+    return min(2**31 - 1, max(1, math.ceil(timeout_s * 1000)))
+
+
+# Roles that can reach outside the database from a read-only query: superusers, and roles
+# that may write server files or use dblink (whose remote writes a read-only transaction does
+# not stop).
+_POWERFUL_ROLE = """
+SELECT rolsuper
+    OR pg_has_role(current_user, 'pg_write_server_files', 'MEMBER')
+    OR pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER')
+    OR EXISTS (
+        SELECT 1 FROM pg_proc
+        WHERE proname IN ('dblink', 'dblink_exec', 'dblink_connect', 'lo_export', 'lo_import')
+          AND has_function_privilege(pg_proc.oid, 'EXECUTE')
+    )
+FROM pg_roles WHERE rolname = current_user
+"""
+
+
+def _refuse_powerful_role(conn: Any) -> None:
+    with conn.begin():
+        powerful = conn.exec_driver_sql(_POWERFUL_ROLE).scalar()
+    if powerful:
+        user = conn.exec_driver_sql("SELECT current_user").scalar()
+        raise QueryError(
+            f"refused: the role {user!r} is a superuser or can write server files or use "
+            "dblink, which a read-only transaction does not stop; connect as a read-only role "
+            "(see README: Ad hoc SQL), or pass --allow-superuser"
+        )
 
 
 def _explain_server(exc: Exception, timeout_s: float) -> QueryError:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    text = text.split(" (Background on this error")[0]
+    text = first_line(exc).split(" (Background on this error")[0]
+    if _ROW_TOO_LARGE in text:
+        return QueryError(f"query stopped: a row would be larger than {MAX_VALUE_BYTES >> 20} MB")
     if "statement timeout" in text:
         return QueryError(f"query stopped after the {timeout_s:g} s time limit")
-    if "read-only transaction" in text:
+    if any(word in text for word in _SERVER_REFUSALS):
         return QueryError(f"refused: runstore sql is read-only ({text})")
-    if "multiple commands" in text:
+    if "multiple commands" in text or 'syntax error at or near ";"' in text:
         return QueryError("refused: give one statement at a time")
     return QueryError(f"SQL error: {text}")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, Cli
+from conftest import REPO, Cli, error_line, reader_url
 from test_queries import (
     BACKENDS,
     NOW,
@@ -44,7 +44,7 @@ def handful(request, tmp_path_factory) -> Iterator[Handful]:
 
 @pytest.fixture
 def qcli(handful: Handful) -> Cli:
-    return Cli(handful.db)
+    return Cli(reader_url(handful.db))
 
 
 @pytest.fixture(scope="module", params=BACKENDS[1:])
@@ -162,7 +162,7 @@ def test_usage_errors(sqlite_cli):
 
 
 def test_library_run_query_yields_columns_and_rows(handful):
-    store = Store.open(handful.db)
+    store = Store.open(reader_url(handful.db))
     with run_query(store, "select job, count(*) as n from runs group by job order by job") as got:
         assert got.columns == ["job", "n"]
         assert list(got.rows) == [("backup", 3), ("etl", 2), ("process-lines", 2)]
@@ -294,7 +294,7 @@ def test_writes_are_refused_and_change_nothing_on_every_backend(qcli, handful):
 
 
 def test_server_escapes_are_refused_on_postgres(server_handful, tmp_path):
-    handful, qcli = server_handful, Cli(server_handful.db)
+    handful, qcli = server_handful, Cli(reader_url(server_handful.db))
     before = snapshot(handful.db)
     marker = tmp_path / "program-ran"
     for sql in [
@@ -315,7 +315,7 @@ def test_server_escapes_are_refused_on_postgres(server_handful, tmp_path):
 
 
 def test_postgres_takes_parameters_leading_comments_explain_and_show(server_handful):
-    qcli = Cli(server_handful.db)
+    qcli = Cli(reader_url(server_handful.db))
     sql = "-- failures\n/* per job */ (select job, count(*) as n from runs where status = :s\n" \
           "group by job)"  # fmt: skip
     got = qcli("sql", "-", "-p", "s=failed", "--json", input=sql)
@@ -397,7 +397,8 @@ def test_run_summary_view(qcli):
 def test_run_summary_rounds_to_milliseconds(cli, db):
     insert_runs(db, [{"run_id": "r", "job": "j", "status": "completed",
                       "started_at": NOW, "duration_ms": 12_345}])  # fmt: skip
-    assert cli.json("sql", "select duration_s from run_summary") == [{"duration_s": 12.345}]
+    reader = Cli(reader_url(db))
+    assert reader.json("sql", "select duration_s from run_summary") == [{"duration_s": 12.345}]
 
 
 # -- the README's examples ------------------------------------------------------------------------
@@ -449,3 +450,100 @@ def test_sql_into_head_ends_quietly(sqlite_db, tmp_path):
 def test_a_colon_word_inside_a_string_literal_is_text_on_every_backend(qcli):
     rows = qcli.json("sql", """select 'a :b' as t, '{"rows":120}' as j""")
     assert rows == [{"t": "a :b", "j": '{"rows":120}'}]
+
+
+# -- bounded in memory as well as in time ---------------------------------------------------------
+
+MANY_BIG_VALUES = "select " + ", ".join(["randomblob(15000000)"] * 20)
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("select randomblob(1e9)", "a value would be larger than 16 MB"),
+        ("select length(printf('%.*c', 1e9, 'x'))", "a printf width or precision over"),
+        ("select format('%.2000000000c', 'x')", "a printf width or precision over"),
+        ("with recursive t(s) as (select 'x' union all select s || s from t) "
+         "select length(s) from t", "a value would be larger than 16 MB"),
+        ("select zeroblob(1e9)", "a value would be larger than 16 MB"),
+        (MANY_BIG_VALUES, "needs more than the 192 MB of memory"),
+    ],
+    ids=["randomblob", "printf precision", "format precision", "doubling", "zeroblob", "columns"],
+)  # fmt: skip
+def test_a_query_that_would_build_too_much_is_one_error(sqlite_cli, sql, message):
+    assert sqlite_cli("history").exit_code == 0  # the store exists
+    result = sqlite_cli("sql", sql, "--timeout", "2s")
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert line.startswith("Error: query stopped: ") and message in line, result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_printf_within_bounds_is_sqlites_own(sqlite_cli):
+    assert sqlite_cli("history").exit_code == 0
+    got = sqlite_cli.json("sql", "select printf('%5.2f|%-3d|%%|%s', 3.14159, 7, 'x') as p, "
+                          "format('%.3c', 'y') as f, printf(null) as n")  # fmt: skip
+    assert got == [{"p": " 3.14|7  |%|x", "f": "yyy", "n": None}]
+
+
+def test_blobs_show_as_their_size_and_travel_as_base64(sqlite_cli):
+    assert sqlite_cli("history").exit_code == 0
+    sql = "select x'00ff10' as b, 'text' as t"
+    text = ok(sqlite_cli("sql", sql)).splitlines()
+    assert text[1].split() == ["<blob", "3", "bytes>", "text"]
+    assert sqlite_cli.json("sql", sql) == [{"b": {"$base64": True, "encoded": "AP8Q"}, "t": "text"}]
+    assert ok(sqlite_cli("sql", sql, "--csv")).splitlines() == ["b,t", "AP8Q,text"]
+
+
+def test_a_huge_row_is_stopped_on_the_server(server_handful):
+    reader = Cli(reader_url(server_handful.db))
+    result = reader("sql", "select repeat('x', 100000000) as big")
+    assert result.exit_code == 1
+    assert error_line(result) == "Error: query stopped: a row would be larger than 16 MB"
+
+
+def test_the_time_limit_covers_reading_the_rows_on_postgres(server_handful):
+    reader = Cli(reader_url(server_handful.db))
+    result = reader("sql", "select n from generate_series(1, 1000000000) as n", "--timeout", "1s",
+                    "--csv")  # fmt: skip
+    assert result.exit_code == 1
+    assert "time limit" in error_line(result)
+
+
+@pytest.mark.parametrize("timeout", ["0.1ms", "1ms"])
+def test_a_tiny_timeout_is_a_limit_not_none_on_postgres(server_handful, timeout):
+    reader = Cli(reader_url(server_handful.db))
+    result = reader("sql", "select pg_sleep(3)", "--timeout", timeout)
+    assert result.exit_code == 1
+    assert "time limit" in error_line(result)
+
+
+def test_a_long_timeout_is_not_a_server_error(server_handful):
+    reader = Cli(reader_url(server_handful.db))
+    assert reader.json("sql", "select 1 as one", "--timeout", "30d") == [{"one": 1}]
+
+
+def test_a_superuser_is_refused_unless_allowed(server_handful):
+    superuser = Cli(server_handful.db)
+    result = superuser("sql", "select count(*) as n from runs")
+    assert result.exit_code == 1
+    line = error_line(result)
+    assert "the role 'postgres' is a superuser" in line and "--allow-superuser" in line
+    allowed = superuser.json("sql", "select count(*) as n from runs", "--allow-superuser")
+    assert allowed == [{"n": len(server_handful.statuses)}]
+
+
+def test_a_role_that_can_use_dblink_is_refused(server_handful):
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(server_handful.db, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS dblink"))
+    try:
+        result = Cli(reader_url(server_handful.db))("sql", "select 1")
+        assert result.exit_code == 1
+        assert "use dblink" in error_line(result)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text("DROP EXTENSION dblink"))
+        admin.dispose()

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
-from itertools import islice
 from typing import Annotated, Any
 
 import typer
@@ -27,6 +26,7 @@ JsonlOption = Annotated[bool, typer.Option("--jsonl", help="Output one JSON obje
 CsvOption = Annotated[bool, typer.Option("--csv", help="Output CSV with a header row.")]
 
 _WIDTH_SAMPLE = 1000  # rows read before text columns are sized; the rest stream
+_WIDTH_SAMPLE_CHARS = 4 << 20  # ...or fewer, when their text is this long
 
 
 class Format(str, Enum):
@@ -67,8 +67,14 @@ def raw_value(value: Any) -> Any:
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).hex()
+        return {"$base64": True, "encoded": _base64(value)}  # as sqlite-utils writes blobs
     return value
+
+
+def _base64(value: bytes | bytearray | memoryview) -> str:
+    import base64
+
+    return base64.b64encode(value).decode("ascii")
 
 
 def human_value(value: Any, kind: str) -> str:
@@ -76,6 +82,8 @@ def human_value(value: Any, kind: str) -> str:
 
     if value is None:
         return ""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<blob {len(value):,} bytes>"
     if kind == "time" and isinstance(value, datetime):
         return local_time(value)
     if kind == "duration":
@@ -126,6 +134,8 @@ def emit(rows: Iterable[dict[str, Any]], columns: Sequence[Column], fmt: Format)
 
 
 def _csv_value(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _base64(value)
     value = raw_value(value)
     return json.dumps(value) if isinstance(value, (dict, list)) else value
 
@@ -136,7 +146,13 @@ def _cells(row: dict[str, Any], columns: Sequence[Column]) -> list[str]:
 
 def _text(rows: Iterable[dict[str, Any]], columns: Sequence[Column]) -> int:
     iterator: Iterator[dict[str, Any]] = iter(rows)
-    sample = [_cells(r, columns) for r in islice(iterator, _WIDTH_SAMPLE)]
+    sample: list[list[str]] = []
+    held = 0
+    for row in iterator:
+        sample.append(_cells(row, columns))
+        held += sum(map(len, sample[-1]))
+        if len(sample) == _WIDTH_SAMPLE or held > _WIDTH_SAMPLE_CHARS:
+            break
     widths = [len(c.header) for c in columns]
     for cells in sample:
         widths = [max(w, len(v)) for w, v in zip(widths, cells)]
