@@ -36,8 +36,8 @@ from runstore.errors import RunstoreError, UsageError
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
-STANDARD_OUTPUT = "-"
-_STANDARD = {"-": 1, "/dev/stdout": 1, "/dev/stderr": 2, "/dev/stdin": 0}
+STANDARD_STREAM = "-"  # stdout for an output, stdin for an input
+_STANDARD = {"/dev/stdout": 1, "/dev/stderr": 2, "/dev/stdin": 0}
 # /dev/fd/N and /proc/self/fd/N: one of our own descriptors.
 _DESCRIPTOR_PATH = re.compile(r"/(?:dev/fd|proc/(?P<pid>self|thread-self|\d+)/fd)/(?P<fd>\d+)")
 # .NAME.runstore-PID-START.RANDOM.KIND: a temporary file and the process that owns it.
@@ -80,9 +80,11 @@ def output_target(path: str | os.PathLike[str]) -> Output:
     return Output(given, file=Path(os.path.realpath(given)))
 
 
-def descriptor(given: str) -> int | None:
+def descriptor(given: str, *, reading: bool = False) -> int | None:
     """The descriptor of ours that ``given`` names (``-``, ``/dev/stdout``, ``/dev/fd/3``, or a
-    symlink to one of those), else None."""
+    symlink to one of those), else None. ``-`` is stdout, or stdin when ``reading``."""
+    if given == STANDARD_STREAM:
+        return 0 if reading else 1
     if given in _STANDARD:
         return _STANDARD[given]
     path = os.path.abspath(given)
@@ -244,6 +246,17 @@ def _own_start() -> int:
     return procinfo.process_start(os.getpid()) or 0
 
 
+def is_regular_file(path: str | os.PathLike[str]) -> bool:
+    """Can ``path`` be read twice (a regular file), or only once (a pipe, FIFO, terminal, ``-``)?"""
+    given = os.fspath(path)
+    if descriptor(given, reading=True) is not None:
+        return False
+    try:
+        return stat.S_ISREG(os.stat(given).st_mode)
+    except OSError:
+        return True  # missing or unreadable: opening it will say why
+
+
 def sweep_leftovers(directory: Path) -> list[Path]:
     """Remove this user's temporary files in ``directory`` whose owner is dead; what was removed."""
     removed: list[Path] = []
@@ -276,11 +289,11 @@ def sweep_leftovers(directory: Path) -> list[Path]:
 # -- outputs that would destroy what they should not ---------------------------------------------
 
 
-def identity(path: str | os.PathLike[str]) -> tuple[object, ...]:
+def identity(path: str | os.PathLike[str], *, reading: bool = False) -> tuple[object, ...]:
     """What ``path`` is, by device and inode where it exists (a hard link, a symlink, ``./`` and
     ``..`` spellings are the same file), else by its resolved name."""
     given = os.fspath(path)
-    fd = descriptor(given)
+    fd = descriptor(given, reading=reading)
     try:
         info = os.fstat(fd) if fd is not None else os.stat(given)
     except OSError:
@@ -302,7 +315,7 @@ def refuse_clashes(
     named: dict[tuple[object, ...], str] = {}
     for name, given in (inputs or {}).items():
         if given is not None:
-            named.setdefault(identity(given), name)
+            named.setdefault(identity(given, reading=True), name)
     for option, output in outputs.items():
         if output is None:
             continue

@@ -14,7 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 from runstore.errors import InputError
-from runstore.files import OutputError, check_output, open_output, refuse_clashes
+from runstore.files import (
+    OutputError,
+    check_output,
+    is_regular_file,
+    open_output,
+    refuse_clashes,
+)
 from runstore.location import resolve_db, store_files
 from runstore.logger import Echo, RunLogger
 from runstore.schema import RunStatus
@@ -41,17 +47,24 @@ def process_lines(
 ) -> dict[str, int]:
     """Process ``input_path`` into ``output_path`` as part of ``run``; return the item counts.
 
-    Raises InputError (before any output is written) when the input cannot be read.
-    ``on_start(item_count)`` may return a progress callback, called with items done so far.
-    Each item's text is JSON-encoded once and used in both its output record and its event.
+    Raises InputError (before any output is written) when the input cannot be read. A regular
+    file is counted first, for ``processing_started`` and the progress bar; a pipe, FIFO or
+    ``-`` is read once, as it streams, so its ``item_count`` is null (``streamed``: true) and
+    ``processing_completed`` gives the count. ``on_start(item_count)`` may return a progress
+    callback, called with items done so far. Each item's text is JSON-encoded once and used in
+    both its output record and its event.
     """
-    item_count = count_items(input_path)
-    run.log_event("processing_started", {"item_count": item_count, "input": os.fspath(input_path)})
-    progress = on_start(item_count) if on_start is not None else None
+    streamed = not is_regular_file(input_path)
+    item_count = None if streamed else count_items(input_path)
+    opening: dict[str, Any] = {"item_count": item_count, "input": os.fspath(input_path)}
+    if streamed:
+        opening["streamed"] = True
+    f, encoding = open_input(input_path)  # before processing_started: a bad input logs nothing
+    run.log_event("processing_started", opening)
+    progress = on_start(item_count) if on_start is not None and item_count is not None else None
     ok = failed = 0
     log = run.log_event_json
     clock = time.perf_counter
-    f, encoding = open_input(input_path)
     with f, open_output(output_path) as out:
         out.write("[")
         for index, item in enumerate(iter_items(f, encoding)):

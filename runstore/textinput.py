@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from runstore.errors import InputError
+from runstore.files import descriptor
 
 MAX_LINE_BYTES = 64 * 1024
 PREVIEW_CHARS = 80
@@ -40,10 +41,12 @@ class Item:
 
 
 def open_input(path: str | os.PathLike[str]) -> tuple[BinaryIO, str]:
-    """Open ``path`` for reading items; InputError with one clear reason if it cannot be."""
+    """Open ``path`` for reading items; InputError with one clear reason if it cannot be.
+    ``-`` (or ``/dev/stdin``, ``/dev/fd/N``) is read from that descriptor, as it stands."""
     p = Path(path)
+    fd = descriptor(os.fspath(path), reading=True)
     try:
-        f = open(p, "rb")  # noqa: SIM115 - returned to the caller
+        f = open(os.dup(fd) if fd is not None else p, "rb")  # noqa: SIM115 - the caller closes
     except FileNotFoundError:
         raise InputError(f"input file not found: {p}") from None
     except IsADirectoryError:
@@ -52,7 +55,7 @@ def open_input(path: str | os.PathLike[str]) -> tuple[BinaryIO, str]:
         raise InputError(f"input file is not readable (permission denied): {p}") from None
     except OSError as exc:
         raise InputError(f"cannot read input {p}: {exc.strerror}") from None
-    if p.is_dir():
+    if fd is None and p.is_dir():
         f.close()
         raise InputError(f"input is a directory, not a file: {p}")
     head = f.peek(_SNIFF_BYTES)[:_SNIFF_BYTES] if isinstance(f, io.BufferedReader) else b""
@@ -89,7 +92,7 @@ def iter_items(f: BinaryIO, encoding: str = "utf-8") -> Iterator[Item]:
 def count_items(path: str | os.PathLike[str]) -> int:
     """How many items (good and bad) ``path`` holds: a quick first pass, on bytes, for the
     progress bar and the seed's ``item_count``; the same answer as the real pass, in bounded
-    memory."""
+    memory. Only for a regular file: a pipe can be read once (``files.is_regular_file``)."""
     f, encoding = open_input(path)
     with f:
         if encoding != "utf-8":

@@ -392,8 +392,13 @@ class _Execution:
                 self.spool.close()
 
     def _run(self) -> ExecResult:
+        from runstore.signals import take_held
+
         recorder = self.recorder
         recorder.start()
+        held = take_held()  # a signal that came while runstore started: CMD never starts
+        if held and self.cancel_signal is None:
+            self.cancel_signal = held
         deadline = time.monotonic() + self.start_wait
         while not recorder.ready.wait(0.05):
             if self.cancel_signal is not None or time.monotonic() >= deadline:

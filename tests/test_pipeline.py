@@ -302,3 +302,53 @@ def test_memory_does_not_grow_with_the_input(sqlite_db, tmp_path):
     assert large < small * 1.5 + 512 * 1024, (small, large)
     runs = query(sqlite_db, "SELECT items_total FROM runs ORDER BY id")
     assert [r["items_total"] for r in runs] == [1000, 5_000, 50_000]
+
+
+# -- input that can be read only once -------------------------------------------------------------
+
+
+def _runstore_shell(script: str, db: str, tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = {**os.environ, "RUNSTORE_DB": db, "PYTHONPATH": str(REPO),
+           "RUNSTORE": f"{sys.executable} -m runstore"}  # fmt: skip
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=60)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "printf 'a\\nb\\n# c\\nd\\n' | $RUNSTORE run --input /dev/stdin --output o.json --json",
+        "printf 'a\\nb\\n# c\\nd\\n' | $RUNSTORE run --input - --output o.json --json",
+        "$RUNSTORE run --input <(printf 'a\\nb\\n# c\\nd\\n') --output o.json --json",
+        "mkfifo f && (printf 'a\\nb\\n# c\\nd\\n' > f &) && $RUNSTORE run --input f --output o.json"
+        " --json",
+    ],
+    ids=["/dev/stdin", "-", "process substitution", "fifo"],
+)
+def test_a_pipe_or_fifo_is_read_once_and_every_item_counts(sqlite_db, tmp_path, script):
+    done = _runstore_shell(script, sqlite_db, tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["status"] == "completed"
+    assert summary["items"] == {"total": 3, "ok": 3, "failed": 0}
+    assert [r["item"] for r in json.loads((tmp_path / "o.json").read_text())] == ["a", "b", "d"]
+    started = query(sqlite_db, "select data from events where event_type = 'processing_started'")
+    data = json.loads(started[0]["data"])
+    assert data["item_count"] is None and data["streamed"] is True
+    completed = query(
+        sqlite_db, "select data from events where event_type = 'processing_completed'"
+    )
+    assert json.loads(completed[0]["data"])["results_count"] == 3
+
+
+def test_a_regular_file_is_still_counted_first(sqlite_db, tmp_path):
+    job(sqlite_db, tmp_path, SAMPLE_INPUT)
+    started = query(sqlite_db, "select data from events where event_type = 'processing_started'")
+    assert json.loads(started[0]["data"])["item_count"] == 9
+    assert "streamed" not in json.loads(started[0]["data"])

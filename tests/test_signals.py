@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLE_INPUT as SAMPLE
 
 from runstore.store import Store
 
@@ -122,3 +123,107 @@ def test_a_signal_held_during_a_write_is_raised_after_it(tmp_path, monkeypatch):
     stored = Store.open(db).find_run("held")
     assert stored["status"] == "cancelled"
     assert stored["warning_count"] == 2  # the warning stored once, and the cancellation
+
+
+# -- signals at the edges: while runstore starts, and after the run is over ----------------------
+
+
+@pytest.fixture
+def restored_handlers():
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+    from runstore import signals
+
+    signals.take_held()
+    signals.exit_on_signal(-1)
+
+
+def test_a_signal_held_since_start_up_cancels_the_run_once_it_exists(tmp_path, restored_handlers):
+    import os
+
+    from runstore.pipeline import run_job
+    from runstore.signals import hold_signals
+
+    hold_signals()
+    os.kill(os.getpid(), signal.SIGTERM)  # arrives before the store is even opened
+    db = str(tmp_path / "store.db")
+    summary, problem = run_job(input_path=SAMPLE, output_path=tmp_path / "p.json",
+                               log_path=None, run_id="early", job="j", db=db)  # fmt: skip
+    assert summary["status"] == "cancelled" and summary["exit_code"] == 143
+    assert problem == "cancelled by SIGTERM"
+    assert Store.open(db).find_run("early")["status"] == "cancelled"
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_after_the_run_a_signal_exits_with_the_runs_own_code(restored_handlers):
+    import os
+
+    from runstore.signals import exit_on_signal, hold_signals
+
+    hold_signals()
+    exit_on_signal(0)
+    with pytest.raises(SystemExit) as exited:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler runs at the next bytecode
+    assert exited.value.code == 0
+
+
+def _latest(db: str) -> tuple[int, str, int] | None:
+    """(id, status, exit code) of the newest run; None before there is a store."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(db) as conn:
+            query = "select id, status, exit_code from runs order by id desc"
+            return conn.execute(query).fetchone()
+    except sqlite3.OperationalError:
+        return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["run", "exec"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_signal_at_any_moment_of_start_up_agrees_with_the_store(tmp_path, command, signum):
+    """Whenever the signal comes, the exit code is what the store says (or, before runstore's
+    first line of code ran, the signal's own death with nothing recorded); never a traceback."""
+    db = str(tmp_path / "store.db")
+    argv = {
+        "run": ["run", "--db", db, "--input", str(SAMPLE), "--output", str(tmp_path / "p.json")],
+        "exec": ["exec", "--db", db, "--", "sleep", "0.3"],
+    }[command]
+    for delay in (0.0, 0.03, 0.08, 0.15, 0.25, 0.4, 0.6, 0.9):
+        before = _latest(db)
+        child = subprocess.Popen([sys.executable, "-m", "runstore", *argv], text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        time.sleep(delay)
+        child.send_signal(signum)
+        _, err = child.communicate(timeout=60)
+        assert "Traceback" not in err, err
+        latest = _latest(db)
+        if child.returncode < 0:  # killed before runstore's own code ran
+            assert latest == before, delay
+            continue
+        assert latest is not None and latest != before, (delay, child.returncode)
+        expected = ("completed", 0) if child.returncode == 0 else ("cancelled", 128 + signum)
+        assert latest[1:] == expected, (delay, latest, child.returncode)
+
+
+@pytest.mark.slow
+def test_a_signal_right_after_the_summary_line_keeps_the_exit_code(tmp_path):
+    db = str(tmp_path / "store.db")
+    for _ in range(5):
+        child = subprocess.Popen(
+            [sys.executable, "-m", "runstore", "run", "--input", str(SAMPLE), "--output",
+             str(tmp_path / "p.json"), "--db", db],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        child.send_signal(signal.SIGTERM)
+        child.communicate(timeout=60)
+        assert "completed" in line
+        assert child.returncode == 0
+        latest = _latest(db)
+        assert latest is not None and latest[1:] == ("completed", 0)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from runstore.cli import COMMAND_MODULES, app, app_for, command_name
+from runstore.cli import app
+from runstore.cli._startup import COMMAND_MODULES, app_for, command_name
 
 # Runs the command line as `runstore` would, then reports the modules it loaded.
 PROBE = """
@@ -115,7 +116,7 @@ def test_the_schema_keeps_the_partial_index_on_both_databases() -> None:
 def test_the_collector_pauses_for_start_up_only() -> None:
     code = (
         "import gc, time\n"
-        "from runstore.cli import pause_gc_during_start_up\n"
+        "from runstore.cli._startup import pause_gc_during_start_up\n"
         "pause_gc_during_start_up(0.05)\n"
         "paused = not gc.isenabled()\n"
         "time.sleep(0.5)\n"

@@ -113,6 +113,23 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def leave(code: int) -> NoReturn:
+    """Exit now, with ``code``. Python's own exit would tear down SQLAlchemy's modules (more
+    than a short command costs) and, while it finalizes, put back the default signal handlers:
+    a SIGTERM then would kill a process whose run the store already holds as finished. The
+    store's connections are closed first (SQLite folds its WAL into the file); in a test
+    runner, whose streams are not the process's own, exit the usual way."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    if sys.stdout is not sys.__stdout__ or sys.stderr is not sys.__stderr__:
+        raise typer.Exit(code)
+    from runstore import engine
+
+    engine.dispose_all()
+    os._exit(code)
+
+
 def error(message: str) -> None:
     print(f"Error: {message}", file=sys.stderr, flush=True)
 

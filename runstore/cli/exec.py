@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-from runstore.cli._app import DbOption, app, describe, error, warn
+from runstore.cli._app import DbOption, app, describe, error, leave, warn
 
 # Everything after the options is the command, its own options included: `exec ls -l` works.
 _COMMAND_SETTINGS = {"allow_interspersed_args": False}
@@ -103,6 +100,7 @@ def exec_(
         raise UsageError("--job must not be empty")
     log_path = _usable_log(log, db)
 
+    from runstore.signals import exit_on_signal
     from runstore.wrapper import run_command
 
     result = run_command(
@@ -120,7 +118,8 @@ def exec_(
     )
     if result.spawn_error is not None:
         error(result.spawn_error)
-    _leave(result.exit_code)
+    exit_on_signal(result.exit_code)
+    leave(result.exit_code)
 
 
 def _usable_log(log: Path | None, db: str | None) -> Path | None:
@@ -207,19 +206,4 @@ def event(
 
         reason = str(exc) if isinstance(exc, RunstoreError) else describe(exc)
         warn(f"event not recorded: {reason}")
-    _leave(0)
-
-
-def _leave(code: int) -> NoReturn:
-    """Exit now: tearing down SQLAlchemy's modules at interpreter exit costs more than a short
-    command itself. The store's connections are closed first (SQLite folds its WAL into the
-    file); in a test runner, whose streams are not the process's own, exit the usual way."""
-    with contextlib.suppress(OSError):
-        sys.stdout.flush()
-        sys.stderr.flush()
-    if sys.stdout is not sys.__stdout__ or sys.stderr is not sys.__stderr__:
-        raise typer.Exit(code)
-    from runstore import engine
-
-    engine.dispose_all()
-    os._exit(code)
+    leave(0)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from runstore.cli._app import DbOption, app, error
+from runstore.cli._app import DbOption, app, error, leave
 
 PROGRESS_MIN_ITEMS = 20_000
 
@@ -54,6 +54,7 @@ def run(
     """
     from runstore.files import descriptor
     from runstore.pipeline import run_job
+    from runstore.signals import exit_on_signal
 
     # When an output goes to stdout, what is said about the run goes to stderr, out of its way.
     data_on_stdout = any(p is not None and descriptor(str(p)) == 1 for p in (output, log))
@@ -69,10 +70,11 @@ def run(
         echo=(lambda line: print(line, file=say, flush=True)) if verbose else None,
         on_start=_progress_bar,
     )
+    exit_on_signal(summary["exit_code"])  # from here on, a signal exits as the store says
     if problem is not None:
         error(problem)
     print(json.dumps(summary) if as_json else summary_line(summary), file=say, flush=True)
-    raise typer.Exit(summary["exit_code"])
+    leave(summary["exit_code"])
 
 
 def summary_line(summary: dict[str, Any]) -> str:
