@@ -38,6 +38,10 @@ class StoreError(RunstoreError):
     """The store cannot be opened, read or written."""
 
 
+class StoreBusy(StoreError):
+    """Another process held the store's write lock past every wait: trying later may work."""
+
+
 class SchemaTooNew(StoreError):
     pass
 

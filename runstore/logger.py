@@ -12,6 +12,7 @@ fails, the exception is recorded and re-raised), or by hand; calling it again ch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from runstore import __version__, procinfo
-from runstore.errors import DuplicateRunId, RunstoreError, UsageError
+from runstore.errors import DuplicateRunId, RunstoreError, StoreBusy, UsageError
 from runstore.files import OutputError, refuse_clashes
 from runstore.ids import check_run_id, new_run_id
 from runstore.location import store_files
@@ -81,7 +82,10 @@ class RunLogger:
         events_per_flush: int = EVENTS_PER_FLUSH,
         flush_interval: float = FLUSH_INTERVAL_S,
         started_data: dict[str, Any] | None = None,
+        started: tuple[datetime, float] | None = None,
     ) -> None:
+        """``started`` is when the run began, as (UTC time, ``time.monotonic()``), if earlier
+        than now: a wrapper that waited for a busy store before the run row could be written."""
         if not job or len(job) > MAX_JOB:
             raise UsageError(f"job name must be 1-{MAX_JOB} characters")
         self._init_state(
@@ -96,8 +100,7 @@ class RunLogger:
             refuse_clashes({"log_path": log_path}, store_files=store_files(self.store.url))
         self._attached = False
         self.run_id = check_run_id(run_id) if run_id is not None else new_run_id()
-        self.started_at = _now()
-        self._started_clock = time.monotonic()
+        self.started_at, self._started_clock = started or (_now(), time.monotonic())
         pid = os.getpid()
         values = {
             "run_id": self.run_id,
@@ -123,7 +126,8 @@ class RunLogger:
                     raise
                 values["run_id"] = self.run_id = new_run_id()  # a generated id collided: retry
         self.log_event("run_started", {"run_id": self.run_id, "job": job, **(started_data or {})})
-        self.flush()
+        with contextlib.suppress(StoreBusy):  # the run is recorded; the event waits for a flush
+            self.flush()
         self._start_flusher(flush_interval)
 
     def _init_state(

@@ -13,7 +13,8 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from runstore.errors import SchemaTooNew, StoreError, first_line
+from runstore.engine import READ_ONLY, is_locked_error
+from runstore.errors import SchemaTooNew, StoreBusy, StoreError, first_line
 from runstore.schema import KNOWN_REVISIONS, SCHEMA_REVISION
 
 VERSION_TABLE = "alembic_version"
@@ -60,12 +61,12 @@ def current_revision(connection: Connection) -> str | None:
 def ensure_schema(engine: Engine, where: str, sqlite_file: Path | None) -> None:
     """Create or upgrade the store at ``engine``; raise StoreError if it cannot be used."""
     try:
+        # A read: it must not wait for another process's write lock (BEGIN IMMEDIATE would).
         with engine.connect() as conn:
-            revision = current_revision(conn)
+            revision = current_revision(conn.execution_options(**{READ_ONLY: True}))
     except DatabaseError as exc:
-        raise StoreError(
-            f"{where} cannot be opened as a runstore store: {first_line(exc)}"
-        ) from exc
+        kind = StoreBusy if is_locked_error(exc) else StoreError
+        raise kind(f"{where} cannot be opened as a runstore store: {first_line(exc)}") from exc
     except ForeignDatabase:
         revision = _UNSETTLED
     if revision == SCHEMA_REVISION:
@@ -80,7 +81,8 @@ def ensure_schema(engine: Engine, where: str, sqlite_file: Path | None) -> None:
     except ForeignDatabase as exc:
         raise StoreError(f"{where}: {exc}") from None
     except OperationalError as exc:
-        raise StoreError(f"{where} cannot be migrated: {first_line(exc)}") from exc
+        kind = StoreBusy if is_locked_error(exc) else StoreError
+        raise kind(f"{where} cannot be migrated: {first_line(exc)}") from exc
 
 
 def upgrade(engine: Engine, backup_of: Path | None = None) -> None:

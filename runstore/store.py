@@ -31,7 +31,14 @@ from sqlalchemy import (
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 
 from runstore import engine as engines
-from runstore.errors import AmbiguousRunId, DuplicateRunId, RunNotFound, StoreError, first_line
+from runstore.errors import (
+    AmbiguousRunId,
+    DuplicateRunId,
+    RunNotFound,
+    StoreBusy,
+    StoreError,
+    first_line,
+)
 from runstore.location import display, network_filesystem_warning, resolve_db, sqlite_path
 from runstore.migrate import current_revision, ensure_schema
 from runstore.schema import (
@@ -174,7 +181,8 @@ class Store:
         try:
             return engines.retry_locked(attempt)
         except OperationalError as exc:
-            raise StoreError(f"cannot write to {self.where}: {first_line(exc)}") from exc
+            kind = StoreBusy if engines.is_locked_error(exc) else StoreError
+            raise kind(f"cannot write to {self.where}: {first_line(exc)}") from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import queue
 import select
@@ -31,6 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -45,6 +47,7 @@ from runstore.capture import (
     Spool,
 )
 from runstore.durations import format_duration
+from runstore.errors import DuplicateRunId, StoreBusy
 
 EXIT_TIMEOUT = 124
 EXIT_NOT_EXECUTABLE = 126
@@ -53,8 +56,12 @@ EXIT_NOT_FOUND = 127
 KILL_AFTER_S = 5.0
 # How long the command waits for its run row; a store locked longer does not hold the job up.
 START_WAIT_S = 10.0
-# How long runstore waits, after the command ended, for the store to take the run's end.
-FINISH_WAIT_S = 20.0
+# How long runstore waits, after the command ended, for the store to take the run's end: long
+# enough for another process's long write (a VACUUM, a prune) to finish.
+FINISH_WAIT_S = 120.0
+# A busy store is tried again this often, and said to be waited for after this long.
+BUSY_RETRY_S = 0.5
+BUSY_NOTE_AFTER_S = 3.0
 # After the command exits, output still held open by its background children is read until it
 # goes quiet this long (the command's own output is already in the pipe, at most PIPE_SIZE).
 DRAIN_QUIET_S = 0.5
@@ -155,8 +162,10 @@ class _Recorder(threading.Thread):
         db: str | os.PathLike[str] | None,
         argv: list[str],
         log_path: str | os.PathLike[str] | None,
+        started: tuple[datetime, float],
     ) -> None:
         super().__init__(name="runstore-recorder", daemon=True)
+        self.started = started
         self.job = job
         self.requested_run_id = run_id
         self.db = db
@@ -170,12 +179,14 @@ class _Recorder(threading.Thread):
         self.run_id: str | None = None
         self.store_for_child: str | None = None
         self.problem: str | None = None
+        self.busy: str | None = None  # why the store refuses us right now (another writer)
+        self.give_up = threading.Event()
         self.log_problem: str | None = None
         self.note: str | None = None
 
     def run(self) -> None:
         try:
-            self._open()
+            self._keep_trying(self._open)
         except Exception as exc:  # recording must never break the job
             self.problem = _why(exc)
         finally:
@@ -190,18 +201,32 @@ class _Recorder(threading.Thread):
                 continue
             try:
                 self._log(item)
+            except StoreBusy as exc:
+                self.busy = str(exc)  # the logger keeps the events for its next flush
             except Exception as exc:
                 self.problem = _why(exc)
 
+    def _keep_trying(self, work: Callable[[], None]) -> None:
+        """Run ``work`` until the store lets it through (another process may hold the write
+        lock for minutes: a VACUUM, a long prune) or the execution gives up waiting."""
+        while True:
+            try:
+                work()
+                self.busy = None
+                return
+            except StoreBusy as exc:
+                self.busy = str(exc)
+                if self.give_up.wait(BUSY_RETRY_S):
+                    raise
+
     def _open(self) -> None:
-        from runstore.errors import DuplicateRunId
         from runstore.logger import RunLogger
         from runstore.store import Store
 
         store = Store.open(self.db)
 
         def start(run_id: str | None) -> Any:
-            return RunLogger(self.job, run_id, store=store, argv=self.argv)
+            return RunLogger(self.job, run_id, store=store, argv=self.argv, started=self.started)
 
         try:
             self.logger = start(self.requested_run_id)
@@ -230,6 +255,13 @@ class _Recorder(threading.Thread):
             if flush:
                 self.logger.flush()
 
+    def _log_pending(self, item: tuple[Any, ...]) -> None:
+        """Log an event; a busy store keeps it pending in the logger, for the finish to write."""
+        try:
+            self._log(item)
+        except StoreBusy as exc:
+            self.busy = str(exc)
+
     def _finish(
         self,
         events: list[tuple[Any, ...]],
@@ -243,8 +275,11 @@ class _Recorder(threading.Thread):
         try:
             if self.problem is None:
                 for item in events:
-                    self._log(item)
-            self.logger.finish(status, exit_code=exit_code, error_summary=reason, extra=extra)
+                    self._log_pending(item)
+            end = functools.partial(
+                self.logger.finish, status, exit_code=exit_code, error_summary=reason, extra=extra
+            )
+            self._keep_trying(end)
         except Exception as exc:
             self.problem = self.problem or _why(exc)
             return
@@ -286,7 +321,13 @@ class _Execution:
         self.finish_wait = finish_wait
         self._warn = warn
         self.warnings: list[str] = []
-        self.recorder = _Recorder(job=job, run_id=run_id, db=db, argv=argv, log_path=log_path)
+        # The run spans runstore's start to the command's exit, however long the store makes
+        # either side wait.
+        self.started = (datetime.now(timezone.utc), time.monotonic())
+        self.exited_clock: float | None = None
+        self.recorder = _Recorder(
+            job=job, run_id=run_id, db=db, argv=argv, log_path=log_path, started=self.started
+        )
         self.spool = Spool() if quiet else None
         self.pid: int | None = None
         self.own_group = True
@@ -482,6 +523,7 @@ class _Execution:
             self.status_unknown = True
         finally:
             self.exited = True
+            self.exited_clock = time.monotonic()
             os.write(wake_w, b"x")
 
     def _pump(self) -> None:
@@ -708,15 +750,14 @@ class _Execution:
         spawn_error: str | None = None,
     ) -> ExecResult:
         recorder = self.recorder
-        extra: dict[str, Any] = {"signal": sig, **(usage or {})}
+        ended = self.exited_clock if self.exited_clock is not None else time.monotonic()
+        extra: dict[str, Any] = {
+            "signal": sig,
+            "duration_ms": int((ended - self.started[1]) * 1000),
+            **(usage or {}),
+        }
         recorder.inbox.put(("finish", events or [], status, code, reason, extra))
-        if not recorder.done.wait(self.finish_wait) and not self.store_warned:
-            self.store_warned = True
-            self.warn(
-                f"the store did not take the run's end within "
-                f"{format_duration(self.finish_wait)}; it stays running until reaped"
-            )
-        self.check_store()
+        self._wait_for_the_record()
         if recorder.log_problem is not None:
             self.warn(recorder.log_problem)
         return ExecResult(
@@ -729,6 +770,32 @@ class _Execution:
             warnings=self.warnings,
         )
 
+
+    def _wait_for_the_record(self) -> None:
+        """Wait for the recorder to store the run's end: a store that another process keeps
+        locked is waited for (up to finish_wait, said once), and whatever is left unrecorded at
+        the end is said, whatever was said before."""
+        recorder = self.recorder
+        waited = min(BUSY_NOTE_AFTER_S, self.finish_wait)
+        if not recorder.done.wait(waited) and recorder.busy is not None:
+            self.warn(
+                f"the store is busy ({recorder.busy.rsplit(': ', 1)[-1]}); waiting up to "
+                f"{format_duration(self.finish_wait)} to record this run"
+            )
+        if not recorder.done.wait(max(0.0, self.finish_wait - waited)):
+            recorder.give_up.set()
+            why = (
+                recorder.busy
+                or recorder.problem
+                or f"the store did not answer within {format_duration(self.finish_wait)}"
+            )
+            if recorder.logger is None:
+                self.warn(f"this run is not recorded: {why}")
+            else:
+                self.warn(f"the run's end is not recorded ({why}); it stays running until reaped")
+            self.store_warned = True
+            return
+        self.check_store()
 
 # -- helpers ---------------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import query
+from conftest import REPO, query
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -545,7 +545,8 @@ def test_locked_store_does_not_hold_the_command_up(sqlite_db, tmp_path):
         holder.close()
     assert (result.exit_code, out) == (0, b"on time\n")
     assert warnings == [
-        "the store did not answer within 300ms; the command starts before its run is recorded"
+        "the store did not answer within 300ms; the command starts before its run is recorded",
+        "this run is not recorded: the store did not answer within 300ms",  # said again at the end
     ]
 
 
@@ -655,3 +656,88 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_rejects_with_the_accepted_forms(text):
     with pytest.raises(UsageError, match="500ms, 1s, 2m, 1h"):
         parse_duration(text, "--timeout")
+
+
+# -- a store another process keeps locked ---------------------------------------------------------
+
+
+def _hold_write_lock(db: str, seconds: float) -> subprocess.Popen[str]:
+    """Another process that takes the store's write lock and keeps it for ``seconds``."""
+    code = (
+        "import sqlite3, sys, time\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('BEGIN IMMEDIATE')\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(float(sys.argv[2]))\n"
+        "c.execute('COMMIT')\n"
+    )
+    holder = subprocess.Popen([PY, "-c", code, db, str(seconds)], stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    return holder
+
+
+def test_a_run_is_recorded_once_a_long_write_lock_frees(sqlite_db, tmp_path, monkeypatch):
+    from runstore import engine as engines
+    from runstore.store import Store
+
+    Store.open(sqlite_db)
+    engines.dispose_all()
+    # Each wait for the lock gives up after 0.2 s here (30 s in real use): the lock below
+    # outlasts many of them, as a 40 s lock outlasts the real one.
+    monkeypatch.setattr(engines, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+    holder = _hold_write_lock(sqlite_db, 4)
+    try:
+        result, _, _, warnings = run_in_process(
+            tmp_path, sqlite_db, ["sh", "-c", "exit 5"], start_wait=0.3, finish_wait=60
+        )
+    finally:
+        holder.wait()
+    assert result.exit_code == 5
+    assert "waiting up to 1m to record this run" in " ".join(warnings)
+    run = Store.open(sqlite_db).find_run(result.run_id)
+    assert (run["status"], run["exit_code"]) == ("failed", 5)
+    # the run lasted as long as the command (after its 0.3 s wait to start), not the lock
+    assert run["duration_ms"] < 3000
+
+
+def test_when_the_lock_never_frees_the_last_warning_says_so(sqlite_db, tmp_path, monkeypatch):
+    from runstore import engine as engines
+    from runstore.store import Store
+
+    Store.open(sqlite_db)
+    engines.dispose_all()
+    monkeypatch.setattr(engines, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+    holder = _hold_write_lock(sqlite_db, 30)
+    try:
+        result, _, _, warnings = run_in_process(
+            tmp_path, sqlite_db, ["sh", "-c", "exit 5"], start_wait=0.3, finish_wait=6
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 5
+    assert warnings[0].startswith("the store did not answer within 300ms")
+    assert warnings[-1] == (
+        f"this run is not recorded: cannot write to {sqlite_db}: database is locked"
+    )
+
+
+@pytest.mark.slow
+def test_exec_under_a_40_second_write_lock_records_its_run(sqlite_db, tmp_path):
+    """The case as it was found: another process holds the lock longer than SQLite's busy wait;
+    the command exits 5 at once; the run is recorded when the lock frees."""
+    from runstore.store import Store
+
+    Store.open(sqlite_db)
+    holder = _hold_write_lock(sqlite_db, 40)
+    try:
+        done = subprocess.run([PY, "-m", "runstore", "exec", "--db", sqlite_db, "--run-id", "late",
+                               "--", "sh", "-c", "exit 5"], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)  # fmt: skip
+    finally:
+        holder.wait()
+    assert done.returncode == 5, done.stderr
+    assert "Traceback" not in done.stderr
+    run = Store.open(sqlite_db).find_run("late")
+    assert (run["status"], run["exit_code"]) == ("failed", 5)
