@@ -171,6 +171,64 @@ def test_backup_bad_targets_are_one_line_errors(sqlite_cli, tmp_path, where, mes
     assert consistency(Path(sqlite_cli.db))[1] == []
 
 
+def _stale_wal(target: Path) -> None:
+    """Leave at ``target``'s name the write-ahead log of another database, not yet checkpointed."""
+    other = target.with_name("other.db")
+    conn = sqlite3.connect(other)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE notes (line TEXT)")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.commit()
+    conn.executemany("INSERT INTO notes VALUES (?)", [("x" * 500,)] * 200)
+    conn.commit()
+    Path(str(other) + "-wal").rename(str(target) + "-wal")
+    conn.close()
+
+
+@pytest.mark.parametrize("leftover", ["-wal", "-journal"])
+def test_backup_refuses_a_path_with_a_leftover_log_and_force_replaces_it(
+    sqlite_cli, tmp_path, leftover
+):
+    ids = set(make_runs(sqlite_cli.db, n=2))
+    target = tmp_path / "b.db"
+    if leftover == "-wal":
+        _stale_wal(target)
+    else:
+        Path(str(target) + "-journal").write_bytes(os.urandom(4096))
+    stale = Path(str(target) + leftover)
+    before = stale.read_bytes()
+    refused = sqlite_cli("db", "backup", str(target))
+    assert refused.exit_code == 1
+    assert "left over from another database" in refused.stderr and "--force" in refused.stderr
+    assert stale.read_bytes() == before and not target.exists()
+    done = sqlite_cli("db", "backup", str(target), "--force")
+    assert done.exit_code == 0, done.stderr
+    assert "integrity ok" in done.stdout
+    assert not stale.exists()
+    assert consistency(target) == (ids, [])
+
+
+def test_a_copy_that_fails_its_integrity_check_is_never_put_in_place(
+    sqlite_cli, tmp_path, monkeypatch
+):
+    from runstore import sqlite_file
+
+    make_runs(sqlite_cli.db, n=1)
+    real = sqlite_file.check_copy
+
+    def damaged(path: Path) -> sqlite_file.CopyCheck:
+        found = real(path)
+        found.problems = ["*** in database main ***", "Page 3 is never used"]
+        return found
+
+    monkeypatch.setattr(sqlite_file, "check_copy", damaged)
+    result = sqlite_cli("db", "backup", str(tmp_path / "b.db"))
+    assert result.exit_code == 1
+    assert "failed its integrity check" in result.stderr
+    assert not (tmp_path / "b.db").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".b.db")] == []
+
+
 def test_backup_of_a_missing_store_does_not_create_one(tmp_path):
     missing = tmp_path / "none.db"
     with pytest.raises(RunstoreError, match="no store at"):

@@ -198,9 +198,15 @@ def test_older_store_is_upgraded_keeping_its_runs(db):
         backups = [p for p in Path(db).parent.iterdir() if p.name.endswith(".bak")]
         assert len(backups) == 1
         assert stat.S_IMODE(backups[0].stat().st_mode) == 0o600
+        # whole and checked before the upgrade began: no journal, no temporary beside it
+        assert not [
+            p for p in Path(db).parent.iterdir() if p.name.endswith(("-journal", ".partial"))
+        ]
         conn = sqlite3.connect(backups[0])
         try:
+            assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
             assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(oldest,)]
+            assert conn.execute("SELECT run_id FROM runs").fetchall() == [("old-run",)]
         finally:
             conn.close()
     with RunLogger(job="after-upgrade", db=db) as run:

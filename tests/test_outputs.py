@@ -203,3 +203,67 @@ def test_output_and_log_both_dash_is_a_clash(sqlite_cli):
     result = sqlite_cli("run", "--input", str(SAMPLE_INPUT), "--output", "-", "--log", "-")
     assert result.exit_code == 2
     assert error_line(result) == "Error: --output and --log name the same file: -"
+
+
+# -- nothing left behind --------------------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_temporary_files_of_dead_processes_are_removed_by_the_next_write(sqlite_cli, tmp_path):
+    from runstore import procinfo
+
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = out / f".p.json.runstore-{_dead_pid()}-12345.abcd1234.tmp"
+    dead.write_bytes(b"x" * 1000)
+    mine = out / f".p.json.runstore-{os.getpid()}-{procinfo.process_start(os.getpid())}.k.tmp"
+    mine.write_bytes(b"still being written")
+    stranger = out / ".notes.txt.tmp"  # not ours: never touched
+    stranger.write_text("keep")
+    result = sqlite_cli("run", "--input", str(SAMPLE_INPUT), "--output", str(out / "p.json"))
+    assert result.exit_code == 0, result.stderr
+    assert not dead.exists()
+    assert mine.exists() and stranger.exists()
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_a_temporary_file_that_the_next_run_removes(sqlite_db, tmp_path):
+    import signal
+    import time
+
+    source = tmp_path / "big.txt"
+    source.write_text("".join(f"item {i}\n" for i in range(2_000_000)))
+    out = tmp_path / "out"
+    out.mkdir()
+    child = subprocess.Popen([sys.executable, "-m", "runstore", "run", "--input", str(source),
+                              "--output", str(out / "p.json"), "--db", sqlite_db],
+                             env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not [p for p in out.iterdir() if p.name.endswith(".tmp")]:
+        assert time.monotonic() < deadline and child.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.5)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    left = [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert left and left[0].stat().st_size > 0
+    done = _runstore("run", "--input", str(SAMPLE_INPUT), "--output", str(out / "p.json"),
+                     db=sqlite_db)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["p.json"]
+
+
+def test_a_partial_backup_of_a_dead_process_is_removed_by_the_next_backup(kept, tmp_path):
+    target_dir = tmp_path / "backups"
+    target_dir.mkdir()
+    partial = target_dir / f".b.db.runstore-{_dead_pid()}-1.zzzz.partial"
+    partial.write_bytes(b"half a database")
+    Path(str(partial) + "-journal").write_bytes(b"a hot journal")
+    result = kept("db", "backup", str(target_dir / "b.db"))
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in target_dir.iterdir()) == ["b.db"]
