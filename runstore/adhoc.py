@@ -70,6 +70,10 @@ class QueryResult:
 def _authorizer(action: int, arg1: str | None, arg2: str | None, _db: Any, _src: Any) -> int:
     if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE):
         return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_UPDATE and arg1 in ("sqlite_master", "sqlite_schema"):
+        # SQLite asks this while it sets up a table-valued pragma (pragma_table_info('runs'));
+        # the connection is read-only, so no update of the schema can happen.
+        return sqlite3.SQLITE_OK
     if action == sqlite3.SQLITE_FUNCTION:
         return (
             sqlite3.SQLITE_DENY if (arg2 or "").lower() in _DENIED_FUNCTIONS else sqlite3.SQLITE_OK
@@ -108,7 +112,7 @@ def _sqlite_query(
 ) -> Iterator[QueryResult]:
     assert store.path is not None
     # A store this user cannot write is read as it stands (see engine.get_read_only_engine).
-    uri = sqlite_file_uri(store.path, immutable=store.read_only)
+    uri = sqlite_file_uri(store.path, immutable=bool(store.read_only))
     conn = sqlite3.connect(uri, uri=True, timeout=30)
     bounds = _Bounds(conn)
     try:

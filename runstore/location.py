@@ -22,8 +22,27 @@ def resolve_db(db: str | os.PathLike[str] | None = None) -> str:
     if chosen is None:
         return sqlite_url(default_db_path())
     if "://" in chosen:
+        if not is_sqlite(chosen):
+            _check_server_url(chosen)
         return chosen
     return sqlite_url(Path(chosen))
+
+
+def _check_server_url(url: str) -> None:
+    """A store URL that cannot name a server is a usage error, said before any connection."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from runstore.errors import UsageError
+    from runstore.redact import redact_text
+
+    shown = redact_text(url)  # never echo a password back
+    try:
+        port = make_url(url).port
+    except (ArgumentError, ValueError):
+        raise UsageError(f"cannot read the store URL {shown}: a port must be a number") from None
+    if port is not None and not 0 < port < 65536:
+        raise UsageError(f"the store URL {shown} has port {port}; a port is 1-65535")
 
 
 def sqlite_url(path: Path) -> str:

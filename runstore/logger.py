@@ -31,7 +31,7 @@ from runstore.errors import DuplicateRunId, RunstoreError, StoreBusy, UsageError
 from runstore.files import OutputError, refuse_clashes
 from runstore.ids import check_run_id, new_run_id
 from runstore.location import store_files
-from runstore.redact import command_line
+from runstore.redact import command_line, redact_text
 from runstore.schema import FINISHED_STATUSES, LEVELS, RunStatus, datetime_from_ns
 from runstore.signals import critical
 from runstore.store import CounterDeltas, EventRow, Store
@@ -530,7 +530,8 @@ def _finite(value: Any) -> Any:
 
 
 def _summary_text(text: str) -> str:
-    return _storable_text(text)[:MAX_ERROR_SUMMARY]
+    """An error summary as stored: secrets redacted (it often quotes a command), NUL-free, short."""
+    return _storable_text(redact_text(text))[:MAX_ERROR_SUMMARY]
 
 
 def _storable_text(text: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -86,7 +87,8 @@ class Store:
         self.dialect = engine.dialect.name
         self.path = sqlite_path(url)
         self.where = display(url)
-        self.read_only = False
+        # Why this store can only be read (a file this user may not write, a full disk), or "".
+        self.read_only = ""
         placeholder = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._insert_events_sql = (
             "INSERT INTO events (run_pk, seq, ts, event_type, level, message, data) "
@@ -111,9 +113,10 @@ class Store:
             # changes it.
             ensure_schema(store.engine, store.where, path)
         except StoreError:
-            if path is None or _writable(path):
+            why = _only_readable(path) if path is not None else None
+            if path is None or why is None:
                 raise
-            return cls._open_read_only(url, path)
+            return cls._open_read_only(url, path, why)
         if path is not None:
             store._ensure_wal()
             caution = network_filesystem_warning(path)
@@ -122,15 +125,16 @@ class Store:
         return store
 
     @classmethod
-    def _open_read_only(cls, url: str, path: Path) -> Store:
-        """A store file we may not write: readable as a snapshot; every write fails clearly."""
+    def _open_read_only(cls, url: str, path: Path, why: str) -> Store:
+        """A store file we cannot write (``why``): readable as a snapshot; every write fails
+        clearly."""
         store = cls(url, engines.get_read_only_engine(path))
-        store.read_only = True
+        store.read_only = why
         wal = path.with_name(path.name + "-wal")
         if wal.exists() and wal.stat().st_size > 0:
             warnings.warn(
-                f"{store.where} has recent changes in its write-ahead log that this user cannot "
-                "read; showing the store as of its last checkpoint",
+                f"{store.where} has recent changes in its write-ahead log that cannot be read "
+                f"now ({why}); showing the store as of its last checkpoint",
                 StoreWarning,
                 stacklevel=2,
             )
@@ -177,7 +181,7 @@ class Store:
                 return work(conn)
 
         if self.read_only:
-            raise StoreError(f"cannot write to {self.where}: the store is read-only for this user")
+            raise StoreError(f"cannot write to {self.where}: {self.read_only}")
         try:
             return engines.retry_locked(attempt)
         except OperationalError as exc:
@@ -388,14 +392,42 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
 
 
+def _only_readable(path: Path) -> str | None:
+    """Why an existing store file can be read but not opened for writing; None if it can be."""
+    if not path.exists():
+        return None
+    if not _writable(path):
+        return "the store is read-only for this user"
+    try:
+        full = os.statvfs(path.parent).f_bavail == 0
+    except OSError:
+        full = False
+    # Opening a WAL store creates its -shm and -wal files: on a full disk only a snapshot reads.
+    return "the disk holding it is full" if full else None
+
+
 def _prepare_sqlite_file(path: Path) -> None:
-    """Create a missing store file (and its directory) readable by its owner only."""
-    if path.is_dir():
-        raise StoreError(f"{path} is a directory, not a store file")
-    if path.exists():
+    """Create a missing store file (and its directory) readable by its owner only; say plainly
+    why a store file cannot be used (before SQLite says "unable to open database file")."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:  # a path under a file, a directory we may not enter
+        raise StoreError(f"cannot open the store {path}: {exc.strerror}") from None
+    if info is not None:
+        if stat.S_ISDIR(info.st_mode):
+            raise StoreError(f"{path} is a directory, not a store file")
+        if not os.access(path, os.R_OK):
+            raise StoreError(f"cannot read the store {path}: Permission denied")
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:  # the parent, or one above it, is a file
+        raise StoreError(f"cannot create the store at {path}: Not a directory") from None
+    except OSError as exc:
+        raise StoreError(f"cannot create the store at {path}: {exc.strerror}") from exc
+    try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
     except FileExistsError:
@@ -408,7 +440,7 @@ def reading_engine(url: str) -> Engine:
     """An engine for reading the store at ``url`` without changing it; a SQLite file this user
     may not write is read as it stands."""
     path = sqlite_path(url)
-    if path is not None and path.exists() and not _writable(path):
+    if path is not None and _only_readable(path) is not None:
         return engines.get_read_only_engine(path)
     return engines.get_engine(url)
 

@@ -23,17 +23,20 @@ import errno
 import functools
 import os
 import queue
+import re
 import select
 import selectors
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -48,6 +51,10 @@ from runstore.capture import (
 )
 from runstore.durations import format_duration
 from runstore.errors import DuplicateRunId, StoreBusy
+from runstore.redact import redact_text
+
+# NAME=value, as a shell reads it before a command (and as `exec` is sometimes mistakenly given).
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 EXIT_TIMEOUT = 124
 EXIT_NOT_EXECUTABLE = 126
@@ -101,8 +108,12 @@ def signal_name(signum: int) -> str:
 
 
 def default_job_name(argv: Sequence[str]) -> str:
-    """The command's base name: ``./backup.sh --full`` is filed under ``backup.sh``."""
-    return (os.path.basename(argv[0].rstrip("/")) or argv[0] or "exec")[:200]
+    """The command's base name: ``./backup.sh --full`` is filed under ``backup.sh``. Leading
+    ``NAME=value`` words are skipped (``PGPASSWORD=... psql`` is ``psql``), and whatever is left
+    is redacted: a job name is shown everywhere."""
+    program = next((word for word in argv if not _ASSIGNMENT.match(word)), argv[0])
+    name = os.path.basename(program.rstrip("/")) or program or "exec"
+    return redact_text(name)[:200]
 
 
 def run_command(
@@ -329,6 +340,7 @@ class _Execution:
             job=job, run_id=run_id, db=db, argv=argv, log_path=log_path, started=self.started
         )
         self.spool = Spool() if quiet else None
+        self.passfile: Path | None = None
         self.pid: int | None = None
         self.own_group = True
         self.exited = False
@@ -431,6 +443,8 @@ class _Execution:
                 signal.signal(sig, handler)
             if self.spool is not None:
                 self.spool.close()
+            if self.passfile is not None:
+                self.passfile.unlink(missing_ok=True)
 
     def _run(self) -> ExecResult:
         from runstore.signals import take_held
@@ -463,6 +477,10 @@ class _Execution:
         if recorder.run_id is not None and recorder.store_for_child is not None:
             env["RUNSTORE_RUN_ID"] = recorder.run_id
             env["RUNSTORE_DB"] = recorder.store_for_child
+        if "://" in env.get("RUNSTORE_DB", ""):
+            env["RUNSTORE_DB"], self.passfile = store_for_child(env["RUNSTORE_DB"])
+            if self.passfile is not None:
+                env["PGPASSFILE"] = str(self.passfile)
         problem = self._spawn(env)
         if problem is not None:
             code, message = problem
@@ -501,7 +519,8 @@ class _Execution:
         except OSError as exc:
             os.close(out_r)
             os.close(err_r)
-            return _spawn_problem(self.argv[0], exc)
+            code, message = _spawn_problem(self.argv[0], exc)
+            return code, redact_text(message)  # argv[0] may be PGPASSWORD=... itself
         finally:
             os.close(out_w)
             os.close(err_w)
@@ -770,7 +789,6 @@ class _Execution:
             warnings=self.warnings,
         )
 
-
     def _wait_for_the_record(self) -> None:
         """Wait for the recorder to store the run's end: a store that another process keeps
         locked is waited for (up to finish_wait, said once), and whatever is left unrecorded at
@@ -797,7 +815,44 @@ class _Execution:
             return
         self.check_store()
 
+
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+def store_for_child(url: str) -> tuple[str, Path | None]:
+    """The store's address for the command's environment, without its password (a command that
+    prints its environment would have it stored with its output): the password goes into a
+    passfile of ours that libpq reads (PGPASSFILE), readable by its owner only, removed when the
+    run ends; the user's own passfile lines follow ours, so the command's other connections
+    find theirs as before."""
+    from sqlalchemy.engine import make_url
+
+    from runstore.files import sweep_leftovers, temporary_path
+
+    address = make_url(url)
+    if address.password is None:
+        return url, None
+    fields = (address.host, address.port, address.database, address.username, address.password)
+    line = ":".join(_passfile_field(value) for value in fields)
+    theirs = os.environ.get("PGPASSFILE") or os.path.expanduser("~/.pgpass")
+    try:
+        with open(theirs, encoding="utf-8") as f:
+            rest = f.read()
+    except OSError:
+        rest = ""
+    directory = Path(tempfile.gettempdir())
+    sweep_leftovers(directory)
+    passfile = temporary_path(directory / "pgpass", "tmp")
+    fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(f"{line}\n{rest}")
+    return address._replace(password=None).render_as_string(hide_password=False), passfile
+
+
+def _passfile_field(value: object) -> str:
+    if value is None:
+        return "*"
+    return str(value).replace("\\", "\\\\").replace(":", "\\:")
 
 
 def _spawn_problem(program: str, exc: OSError) -> tuple[int, str]:

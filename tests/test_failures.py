@@ -3,6 +3,7 @@ nothing already recorded lost, no file left half-written."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -314,3 +315,105 @@ def test_copy_from_a_missing_store_creates_nothing(sqlite_cli, tmp_path):
     assert result.exit_code == 1
     assert "no runstore store" in _error_line(result)
     assert not typo.exists()
+
+
+# -- round three: the smaller ones ----------------------------------------------------------------
+
+
+def test_an_unreadable_store_says_so(shared_dir):
+    prefix = _as_nobody()
+    if not prefix:
+        pytest.skip("only root can make a file this test's user cannot read")
+    db = shared_dir / "store.db"
+    made = _runstore([], "run", "--input", str(SAMPLE_INPUT), "--output",
+                     str(shared_dir / "p.json"), db=db)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    db.chmod(0o600)  # root's alone
+    result = _runstore(prefix, "history", db=db)
+    assert result.returncode == 1
+    assert _error_line(result) == f"Error: cannot read the store {db}: Permission denied"
+
+
+def test_a_store_path_under_a_file_says_so(sqlite_cli, tmp_path):
+    from conftest import Cli
+
+    afile = tmp_path / "notes.txt"
+    afile.write_text("x")
+    for args in (
+        ["history"],
+        ["run", "--input", str(SAMPLE_INPUT), "--output", str(tmp_path / "p")],
+    ):
+        result = Cli(str(afile / "store.db"))(*args)
+        assert result.exit_code == 1
+        assert (
+            _error_line(result) == f"Error: cannot open the store {afile}/store.db: Not a directory"
+        )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql+psycopg://u:pw@localhost:99999/x",
+         "the store URL postgresql+psycopg://u:***@localhost:99999/x has port 99999"),
+        ("postgresql+psycopg://u@localhost:abc/x",
+         "cannot read the store URL postgresql+psycopg://u@localhost:abc/x: a port must be"),
+    ],
+)  # fmt: skip
+def test_a_bad_port_in_a_store_url_is_a_usage_error(url, message):
+    from conftest import Cli
+
+    result = Cli(url)("history")
+    assert result.exit_code == 2
+    assert message in _error_line(result)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A small filesystem of its own, to be filled to the last byte."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_at_zero_bytes_free_an_intact_store_can_still_be_read(full_disk, tmp_path):
+    from conftest import Cli
+
+    cli = Cli(str(full_disk / "store.db"))
+    made = cli("run", "--input", str(SAMPLE_INPUT), "--output", str(tmp_path / "p.json"),
+               "--run-id", "kept")  # fmt: skip
+    assert made.exit_code == 0, made.stderr
+    engines.dispose_all()
+    with open(full_disk / "fill", "wb") as fill, contextlib.suppress(OSError):
+        while True:
+            fill.write(b"\0" * 65536)
+    assert os.statvfs(full_disk).f_bavail == 0
+    reads = [
+        ["history"],
+        ["show", "kept"],
+        ["stats"],
+        ["check", "process-lines"],
+        ["export", "kept"],
+        ["db", "check"],
+        ["sql", "select count(*) as n from runs"],
+    ]
+    for args in reads:
+        result = cli(*args)
+        assert result.exit_code == 0, (args, result.stderr)
+    assert json.loads(cli("sql", "select run_id from runs", "--json").stdout) == [
+        {"run_id": "kept"}
+    ]
+    result = cli("run", "--input", str(SAMPLE_INPUT), "--output", str(tmp_path / "p2.json"))
+    assert result.exit_code == 1
+    assert "the disk holding it is full" in _error_line(result)
+
+
+def test_sql_may_use_table_valued_pragmas(sqlite_cli):
+    assert sqlite_cli("history").exit_code == 0
+    result = sqlite_cli("sql", "select name from pragma_table_info('runs') limit 2", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == [{"name": "id"}, {"name": "run_id"}]
