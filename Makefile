@@ -21,8 +21,8 @@ demo: $(STAMP)
 test: $(STAMP) lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check runstore tests migrations benchmarks
-	$(BIN)/ruff format --check runstore tests migrations benchmarks
+	$(BIN)/ruff check runstore tests benchmarks
+	$(BIN)/ruff format --check runstore tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

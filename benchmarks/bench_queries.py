@@ -71,7 +71,7 @@ CANDIDATE_INDEXES = {
 def generate(n: int, jobs: int, seed: int = 20261128) -> Any:
     """Rows for the runs table, oldest first: every job every half hour or so, durations
     log-normal around a per-job typical time, about 5% not completed (a few jobs much flakier)."""
-    from runstore.schema import sqlite_timestamp
+    from runstore.store.schema import sqlite_timestamp
 
     rng = random.Random(seed)
     now = datetime.now(timezone.utc).replace(microsecond=0)
@@ -126,9 +126,9 @@ def build(n: int, jobs: int, cache: Path) -> Path:
     """The cached store of ``n`` runs, built when missing. Prints nothing; returns its path."""
     from itertools import islice
 
-    from runstore import engine as engines
-    from runstore.schema import SCHEMA_REVISION
-    from runstore.store import Store
+    from runstore.store import engine as engines
+    from runstore.store.schema import SCHEMA_REVISION
+    from runstore.store.store import Store
 
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"queries-{n}-{jobs}-r{SCHEMA_REVISION}-v{FORMAT_VERSION}.db"
@@ -160,9 +160,9 @@ def library(path: Path, n: int, repeat: int, try_indexes: bool) -> dict[str, Any
     """Median-ready samples of the library calls, the query plans, and candidate indexes."""
     from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-    from runstore.queries import HistoryFilter, check_job, history, history_query, stats
-    from runstore.schema import NOT_COMPLETED_STATUSES
-    from runstore.store import Store
+    from runstore.history.queries import HistoryFilter, check_job, history, history_query, stats
+    from runstore.store.schema import NOT_COMPLETED_STATUSES
+    from runstore.store.store import Store
 
     store = Store.open(str(path))
     failed = HistoryFilter(statuses=NOT_COMPLETED_STATUSES, limit=20)
@@ -210,9 +210,9 @@ def library(path: Path, n: int, repeat: int, try_indexes: bool) -> dict[str, Any
 
 def _try_indexes(path: Path, repeat: int) -> dict[str, Any]:
     """``stats`` on a copy of the store with each candidate index added."""
-    from runstore import engine as engines
-    from runstore.queries import stats
-    from runstore.store import Store
+    from runstore.history.queries import stats
+    from runstore.store import engine as engines
+    from runstore.store.store import Store
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="runstore-bench-") as tmp:

@@ -18,9 +18,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner
 
-from runstore import engine as engines
 from runstore.cli import app
-from runstore.location import resolve_db
+from runstore.store import engine as engines
+from runstore.store.location import resolve_db
 
 POSTGRES_URL = os.environ.get("RUNSTORE_TEST_POSTGRES_URL")
 NO_POSTGRES = "PostgreSQL tests need RUNSTORE_TEST_POSTGRES_URL (a server to create databases on)"

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from runstore import engine as engines
 from runstore.errors import RunstoreError
-from runstore.logger import RunLogger
-from runstore.maintenance import backup, check
-from runstore.schema import SCHEMA_REVISION
-from runstore.store import Store
+from runstore.history.prune import backup, check
+from runstore.record.logger import RunLogger
+from runstore.store import engine as engines
+from runstore.store.schema import SCHEMA_REVISION
+from runstore.store.store import Store
 
 
 def make_runs(db: str, n: int = 3, events: int = 20) -> list[str]:
@@ -89,7 +89,7 @@ def test_backup_library_reports_what_it_copied(sqlite_db, tmp_path):
 WRITER = textwrap.dedent(
     """
     import os, sys
-    from runstore.logger import RunLogger
+    from runstore.record.logger import RunLogger
 
     db, stop = sys.argv[1], sys.argv[2]
     while not os.path.exists(stop):
@@ -211,7 +211,7 @@ def test_backup_refuses_a_path_with_a_leftover_log_and_force_replaces_it(
 def test_a_copy_that_fails_its_integrity_check_is_never_put_in_place(
     sqlite_cli, tmp_path, monkeypatch
 ):
-    from runstore import sqlite_file
+    from runstore.store import sqlite_file
 
     make_runs(sqlite_cli.db, n=1)
     real = sqlite_file.check_copy
@@ -299,7 +299,7 @@ def test_check_lists_a_live_running_run_without_complaint(cli):
 KILLED = textwrap.dedent(
     """
     import sys, time
-    from runstore.logger import RunLogger
+    from runstore.record.logger import RunLogger
 
     run = RunLogger(job="doomed", db=sys.argv[1])
     run.log_warning("about to be killed")
@@ -361,7 +361,7 @@ def test_check_finds_a_damaged_file(sqlite_cli):
 def test_check_changes_nothing_in_an_older_store(sqlite_cli):
     from alembic import command
 
-    from runstore.migrate import alembic_config
+    from runstore.store.migrate import alembic_config
 
     make_runs(sqlite_cli.db, n=1)
     with Store.open(sqlite_cli.db).engine.begin() as conn:

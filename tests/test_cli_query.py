@@ -34,11 +34,11 @@ from test_queries import (
     snapshot,
 )
 
-from runstore.logger import RunLogger
-from runstore.queries import stats
-from runstore.schema import NOT_COMPLETED_STATUSES
-from runstore.store import Store
-from runstore.timefilters import DURATION_FORMS, WHEN_FORMS
+from runstore.history.queries import stats
+from runstore.humanize import DURATION_FORMS, WHEN_FORMS
+from runstore.record.logger import RunLogger
+from runstore.store.schema import NOT_COMPLETED_STATUSES
+from runstore.store.store import Store
 
 MACHINE_KEYS = [
     "run_id", "job", "status", "started_at", "finished_at", "duration_ms", "items_total",

@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO, SAMPLE_INPUT
 from test_logger import event_rows, event_types, query, run_row
 
-from runstore.schema import SCHEMA_REVISION
+from runstore.store.schema import SCHEMA_REVISION
 
 
 def run_args(tmp_path: Path, source: Path | str, *extra: str) -> list[str]:
@@ -277,7 +277,7 @@ def test_verbose_run_piped_into_head_still_completes_and_is_recorded(tmp_path):
 
     from conftest import SAMPLE_INPUT
 
-    from runstore.store import Store
+    from runstore.store.store import Store
 
     db = str(tmp_path / "piped.db")
     script = (

@@ -7,9 +7,9 @@ import json
 
 from conftest import SAMPLE_INPUT, Cli
 
-from runstore.copy import copy_history, event_checksum
-from runstore.logger import RunLogger
-from runstore.store import Store
+from runstore.history.transfer import copy_history, event_checksum
+from runstore.record.logger import RunLogger
+from runstore.store.store import Store
 
 
 def _some_history(cli: Cli, tmp_path) -> None:

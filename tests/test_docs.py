@@ -10,7 +10,7 @@ import typer
 from conftest import REPO, SAMPLE_INPUT
 
 from runstore.cli import app
-from runstore.logger import RunLogger
+from runstore.record.logger import RunLogger
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 SQL_EXAMPLES = re.findall(r"```sql\n(.*?)```", README, flags=re.DOTALL)

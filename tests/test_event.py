@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_exec import events, query
 
-from runstore.logger import RunLogger
+from runstore.record.logger import RunLogger
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ from conftest import REPO, query
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runstore import wrapper
-from runstore.capture import OutputCapture, Spool
-from runstore.durations import format_duration, parse_duration
 from runstore.errors import StoreError, UsageError
+from runstore.exec import command as wrapper
+from runstore.exec.capture import OutputCapture, Spool
+from runstore.humanize import format_duration, parse_duration
 from runstore.redact import command_line
 
 PY = sys.executable
@@ -505,7 +505,7 @@ def test_spool_keeps_head_and_tail_on_disk_in_order(tmp_path):
 
 
 def test_store_failing_mid_run_warns_once_and_keeps_the_exit_code(sqlite_db, tmp_path, monkeypatch):
-    from runstore.store import Store
+    from runstore.store.store import Store
 
     append_events = Store.append_events
     calls = []
@@ -529,7 +529,7 @@ def test_store_failing_mid_run_warns_once_and_keeps_the_exit_code(sqlite_db, tmp
 def test_locked_store_does_not_hold_the_command_up(sqlite_db, tmp_path):
     import sqlite3
 
-    from runstore.store import Store
+    from runstore.store.store import Store
 
     Store.open(sqlite_db)  # an existing store, then another process holds its write lock
     holder = sqlite3.connect(sqlite_db, isolation_level=None)
@@ -554,7 +554,7 @@ def test_a_signal_before_the_command_started_cancels_without_running_it(sqlite_d
     import sqlite3
     import threading
 
-    from runstore.store import Store
+    from runstore.store.store import Store
 
     Store.open(sqlite_db)
     holder = sqlite3.connect(sqlite_db, isolation_level=None)
@@ -678,8 +678,8 @@ def _hold_write_lock(db: str, seconds: float) -> subprocess.Popen[str]:
 
 
 def test_a_run_is_recorded_once_a_long_write_lock_frees(sqlite_db, tmp_path, monkeypatch):
-    from runstore import engine as engines
-    from runstore.store import Store
+    from runstore.store import engine as engines
+    from runstore.store.store import Store
 
     Store.open(sqlite_db)
     engines.dispose_all()
@@ -702,8 +702,8 @@ def test_a_run_is_recorded_once_a_long_write_lock_frees(sqlite_db, tmp_path, mon
 
 
 def test_when_the_lock_never_frees_the_last_warning_says_so(sqlite_db, tmp_path, monkeypatch):
-    from runstore import engine as engines
-    from runstore.store import Store
+    from runstore.store import engine as engines
+    from runstore.store.store import Store
 
     Store.open(sqlite_db)
     engines.dispose_all()
@@ -727,7 +727,7 @@ def test_when_the_lock_never_frees_the_last_warning_says_so(sqlite_db, tmp_path,
 def test_exec_under_a_40_second_write_lock_records_its_run(sqlite_db, tmp_path):
     """The case as it was found: another process holds the lock longer than SQLite's busy wait;
     the command exits 5 at once; the run is recorded when the lock frees."""
-    from runstore.store import Store
+    from runstore.store.store import Store
 
     Store.open(sqlite_db)
     holder = _hold_write_lock(sqlite_db, 40)

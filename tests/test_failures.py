@@ -17,9 +17,9 @@ import pytest
 from conftest import REPO, SAMPLE_INPUT
 from sqlalchemy import event
 
-from runstore import engine as engines
-from runstore.location import resolve_db
-from runstore.store import Store
+from runstore.store import engine as engines
+from runstore.store.location import resolve_db
+from runstore.store.store import Store
 
 NOBODY = 65534
 

@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.core import TyperGroup, TyperOption
 
-from runstore import engine as engines
 from runstore.cli import app
-from runstore.store import Store
-from runstore.textinput import count_items, iter_items, open_input
+from runstore.job.textinput import count_items, iter_items, open_input
+from runstore.store import engine as engines
+from runstore.store.store import Store
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runstore.location import filesystem_type, network_filesystem_warning, resolve_db
+from runstore.store.location import filesystem_type, network_filesystem_warning, resolve_db
 
 
 def test_db_option_then_environment_then_user_data_dir(monkeypatch, tmp_path):

@@ -16,12 +16,12 @@ from conftest import query
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from runstore import logger as logger_module
 from runstore.errors import DuplicateRunId, RunNotFound, RunstoreError, StoreError, UsageError
-from runstore.ids import check_run_id, new_run_id
-from runstore.logger import RunLogger
-from runstore.schema import RunStatus
-from runstore.store import Store
+from runstore.record import logger as logger_module
+from runstore.record.ids import check_run_id, new_run_id
+from runstore.record.logger import RunLogger
+from runstore.store.schema import RunStatus
+from runstore.store.store import Store
 
 # -- reading the store as another process would ---------------------------------------------------
 

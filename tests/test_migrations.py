@@ -21,13 +21,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 from test_logger import event_rows, query, run_row
 
-from runstore import engine as engines
 from runstore.errors import SchemaTooNew, StoreError
-from runstore.location import resolve_db
-from runstore.logger import RunLogger
-from runstore.migrate import alembic_config, migrations_dir, upgrade
-from runstore.schema import KNOWN_REVISIONS, SCHEMA_REVISION, metadata
-from runstore.store import Store
+from runstore.record.logger import RunLogger
+from runstore.store import engine as engines
+from runstore.store.location import resolve_db
+from runstore.store.migrate import alembic_config, migrations_dir, upgrade
+from runstore.store.schema import KNOWN_REVISIONS, SCHEMA_REVISION, metadata
+from runstore.store.store import Store
 
 VIEWS = tuple(metadata.info.get("views", ()))
 
@@ -108,8 +108,8 @@ def test_new_sqlite_store_uses_wal(sqlite_db):
 RACER = """
 import sys, time
 from pathlib import Path
-from runstore.logger import RunLogger
-from runstore.store import Store
+from runstore.record.logger import RunLogger
+from runstore.store.store import Store
 
 db, index, signals = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 (signals / f"ready-{index}").touch()
@@ -338,8 +338,8 @@ def test_switching_a_new_store_to_wal_waits_for_another_writer(sqlite_db):
 def test_documented_views_in_the_schema_match_the_revision_that_creates_them():
     import importlib.util
 
-    from runstore.migrate import migrations_dir
-    from runstore.schema import VIEWS
+    from runstore.store.migrate import migrations_dir
+    from runstore.store.schema import VIEWS
 
     path = migrations_dir() / "versions" / "0002_documented_views.py"
     spec = importlib.util.spec_from_file_location("views_revision", path)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SAMPLE_INPUT, Cli, error_line, file_digest
 
-from runstore.store import Store
+from runstore.store.store import Store
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_a_hard_link_to_the_input_is_the_input(sqlite_cli, tmp_path):
 
 def test_the_library_refuses_a_log_over_its_store(sqlite_db):
     from runstore.errors import UsageError
-    from runstore.logger import RunLogger
+    from runstore.record.logger import RunLogger
 
     with pytest.raises(UsageError, match="log_path names the store itself"):
         RunLogger(job="j", db=sqlite_db, log_path=sqlite_db)

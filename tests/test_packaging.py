@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runstore.schema import KNOWN_REVISIONS, SCHEMA_REVISION
+from runstore.store.schema import KNOWN_REVISIONS, SCHEMA_REVISION
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,8 +43,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wheel,) = wheels.glob("runstore-*.whl")
 
     names = zipfile.ZipFile(wheel).namelist()
-    assert "runstore/migrations/env.py" in names
-    shipped = {Path(n).name.split("_", 1)[0] for n in names if "runstore/migrations/versions/" in n}
+    assert "runstore/store/migrations/env.py" in names
+    shipped = {
+        Path(n).name.split("_", 1)[0] for n in names if "runstore/store/migrations/versions/" in n
+    }
     assert set(KNOWN_REVISIONS) <= shipped
 
     venv = root / "venv"
@@ -64,7 +66,7 @@ def test_installed_wheel_runs_the_job_and_creates_the_store_at_head(installed, t
     where = run(
         installed / "bin" / "python",
         "-c",
-        "import runstore.migrate as m\nprint(m.__file__)\nprint(m.migrations_dir())",
+        "import runstore.store.migrate as m\nprint(m.__file__)\nprint(m.migrations_dir())",
         cwd=elsewhere,
         env=env,
     ).stdout.splitlines()

@@ -13,8 +13,8 @@ import pytest
 from conftest import SAMPLE_INPUT
 from test_logger import as_utc, event_rows, query, run_row
 
-from runstore import pipeline
-from runstore.pipeline import run_job
+from runstore.job import pipeline
+from runstore.job.pipeline import run_job
 
 SEED_RUN_KEYS = {
     "run_id",

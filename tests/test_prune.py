@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, insert, select
 
-from runstore import maintenance
 from runstore.errors import StoreError, UsageError
-from runstore.maintenance import prune
-from runstore.schema import events, runs
-from runstore.store import CounterDeltas, Store
+from runstore.history import prune as maintenance
+from runstore.history.prune import prune
+from runstore.store.schema import events, runs
+from runstore.store.store import CounterDeltas, Store
 
 NOW = datetime.now(timezone.utc)
 
@@ -190,7 +190,7 @@ def test_deletes_in_batches(db, monkeypatch):
 
 WRITER = """
 import os, sys, time
-from runstore.logger import RunLogger
+from runstore.record.logger import RunLogger
 
 with RunLogger(job="live", db=sys.argv[1], events_per_flush=5, flush_interval=0.02) as run:
     print(run.run_id, flush=True)

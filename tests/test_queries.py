@@ -21,8 +21,7 @@ from sqlalchemy import func, insert, select, update
 
 from runstore import procinfo
 from runstore.errors import UsageError
-from runstore.logger import RunLogger
-from runstore.queries import (
+from runstore.history.queries import (
     STREAK_SCAN,
     HistoryFilter,
     check_job,
@@ -32,8 +31,9 @@ from runstore.queries import (
     run_events,
     stats,
 )
-from runstore.schema import NOT_COMPLETED_STATUSES, events, runs
-from runstore.store import Store
+from runstore.record.logger import RunLogger
+from runstore.store.schema import NOT_COMPLETED_STATUSES, events, runs
+from runstore.store.store import Store
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 
@@ -477,7 +477,7 @@ def test_stats_on_the_handful_of_real_runs(handful):
 
 
 def test_failure_streak_is_capped(scratch, monkeypatch):
-    import runstore.queries as queries
+    import runstore.history.queries as queries
 
     monkeypatch.setattr(queries, "STREAK_SCAN", 5)
     insert_runs(

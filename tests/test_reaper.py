@@ -9,10 +9,10 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import update
 
-from runstore.logger import RunLogger
-from runstore.reaper import find_stale, reap
-from runstore.schema import runs
-from runstore.store import Store
+from runstore.history.reaper import find_stale, reap
+from runstore.record.logger import RunLogger
+from runstore.store.schema import runs
+from runstore.store.store import Store
 
 
 def _set(store: Store, run_id: str, **values) -> None:
@@ -24,7 +24,7 @@ def _set(store: Store, run_id: str, **values) -> None:
 def test_run_of_a_dead_process_on_this_host_is_abandoned(db, cli):
     code = (
         "import os, sys\n"
-        "from runstore.logger import RunLogger\n"
+        "from runstore.record.logger import RunLogger\n"
         "run = RunLogger(job='dies', run_id='dead', db=sys.argv[1])\n"
         "run.log_warning('about to vanish')\n"
         "os._exit(9)\n"
@@ -94,7 +94,7 @@ def test_other_hosts_are_judged_by_their_heartbeat(db):
 def test_reap_command_lists_and_marks(db, cli):
     code = (
         "import os, sys\n"
-        "from runstore.logger import RunLogger\n"
+        "from runstore.record.logger import RunLogger\n"
         "RunLogger(job='dies', run_id='gone', db=sys.argv[1])\n"
         "os._exit(1)\n"
     )
@@ -113,7 +113,7 @@ def test_reap_command_lists_and_marks(db, cli):
 def test_a_writer_whose_clock_is_behind_is_not_taken_for_dead(postgres_db, monkeypatch):
     """On a shared server heartbeats are in the server's time: a host whose clock runs ten
     minutes slow still looks alive to the reapers of other hosts."""
-    import runstore.logger as logger_module
+    import runstore.record.logger as logger_module
 
     store = Store.open(postgres_db)
     slow = datetime.now(timezone.utc) - timedelta(minutes=10)

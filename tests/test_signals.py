@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_INPUT as SAMPLE
 
-from runstore.store import Store
+from runstore.store.store import Store
 
 
 def _wait_for_run(db: str, timeout: float = 20.0) -> None:
@@ -59,7 +59,7 @@ def test_runstore_run_is_cancelled_by_a_signal(tmp_path: Path, signum: int) -> N
 QUIET_JOB = textwrap.dedent(
     """
     import sys, threading, time
-    from runstore.logger import RunLogger
+    from runstore.record.logger import RunLogger
     from runstore.signals import cancel_on_signals
 
     db, mode = sys.argv[1], sys.argv[2]
@@ -104,7 +104,7 @@ def test_a_signal_held_during_a_write_is_raised_after_it(tmp_path, monkeypatch):
     """In-process: the signal arrives inside the store transaction of a flush."""
     import os
 
-    from runstore.logger import RunLogger
+    from runstore.record.logger import RunLogger
     from runstore.signals import Cancelled, cancel_on_signals
 
     db = str(tmp_path / "store.db")
@@ -143,7 +143,7 @@ def restored_handlers():
 def test_a_signal_held_since_start_up_cancels_the_run_once_it_exists(tmp_path, restored_handlers):
     import os
 
-    from runstore.pipeline import run_job
+    from runstore.job.pipeline import run_job
     from runstore.signals import hold_signals
 
     hold_signals()

@@ -30,10 +30,10 @@ from test_queries import (
     snapshot,
 )
 
-from runstore import engine as engines
-from runstore.adhoc import QueryError, run_query
-from runstore.logger import RunLogger
-from runstore.store import Store
+from runstore.history.sql import QueryError, run_query
+from runstore.record.logger import RunLogger
+from runstore.store import engine as engines
+from runstore.store.store import Store
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -248,7 +248,7 @@ def test_reading_pragmas_still_work_and_writing_ones_leave_the_settings(lite):
 
 def test_without_the_authorizer_the_connection_still_cannot_write(lite, monkeypatch):
     """Defence in depth: the file is opened mode=ro with query_only, whatever the authorizer."""
-    import runstore.adhoc as adhoc
+    import runstore.history.sql as adhoc
 
     monkeypatch.setattr(adhoc, "_authorizer", lambda *args: sqlite3.SQLITE_OK)
     before = snapshot(lite.db)

@@ -105,7 +105,7 @@ def test_the_schema_keeps_the_partial_index_on_both_databases() -> None:
     from sqlalchemy.dialects import postgresql, sqlite
     from sqlalchemy.schema import CreateIndex
 
-    from runstore.schema import metadata
+    from runstore.store.schema import metadata
 
     index = next(i for i in metadata.tables["runs"].indexes if i.name == "ix_runs_running")
     for dialect in (sqlite.dialect(), postgresql.dialect()):

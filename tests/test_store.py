@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from runstore.logger import RunLogger
-from runstore.schema import runs
-from runstore.store import Store
+from runstore.record.logger import RunLogger
+from runstore.store.schema import runs
+from runstore.store.store import Store
 
 
 def test_a_read_sees_one_snapshot_while_other_runs_commit(db):

@@ -15,9 +15,9 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from runstore.reaper import reap
-from runstore.schema import events, runs
-from runstore.store import Store
+from runstore.history.reaper import reap
+from runstore.store.schema import events, runs
+from runstore.store.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ EVENTS_PER_WRITER = 2000
 WRITER = textwrap.dedent(
     """
     import sys
-    from runstore.logger import RunLogger
+    from runstore.record.logger import RunLogger
 
     db, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     with RunLogger(job="stress", run_id=name, db=db) as run:
@@ -90,7 +90,7 @@ def test_eight_writers_lose_nothing_while_readers_query(db):
 VICTIM = textwrap.dedent(
     """
     import sys
-    from runstore.logger import RunLogger
+    from runstore.record.logger import RunLogger
 
     run = RunLogger(job="victim", run_id=sys.argv[2], db=sys.argv[1], events_per_flush=50)
     logged = 1  # run_started

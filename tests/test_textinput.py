@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from test_logger import event_rows, run_row
 
 from runstore.errors import InputError
-from runstore.pipeline import run_job
-from runstore.textinput import MAX_LINE_BYTES, Item, count_items, iter_items, open_input
+from runstore.job.pipeline import run_job
+from runstore.job.textinput import MAX_LINE_BYTES, Item, count_items, iter_items, open_input
 
 
 def read_items(path: Path) -> list[Item]:

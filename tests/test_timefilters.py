@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from runstore.errors import UsageError
-from runstore.timefilters import (
+from runstore.humanize import (
     DURATION_FORMS,
     WHEN_FORMS,
     humane_age,

@@ -124,7 +124,7 @@ def leave(code: int) -> NoReturn:
         sys.stderr.flush()
     if sys.stdout is not sys.__stdout__ or sys.stderr is not sys.__stderr__:
         raise typer.Exit(code)
-    from runstore import engine
+    from runstore.store import engine
 
     engine.dispose_all()
     os._exit(code)

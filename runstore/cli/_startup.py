@@ -123,6 +123,6 @@ def close_stores() -> None:
     """Close the store's connections before the interpreter goes: the last connection to close
     checkpoints SQLite's write-ahead log into the file and removes it, which exit alone may not
     do (objects frozen out of the collector are never finalised)."""
-    engine = sys.modules.get("runstore.engine")
+    engine = sys.modules.get("runstore.store.engine")
     if engine is not None:
         engine.dispose_all()

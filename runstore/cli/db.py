@@ -15,7 +15,7 @@ def db_path(db: DbOption = None) -> None:
 
     Example: sqlite3 "$(runstore db path)" "select run_id, status from runs"
     """
-    from runstore.location import display, resolve_db
+    from runstore.store.location import display, resolve_db
 
     print(display(resolve_db(db)))
 
@@ -23,7 +23,7 @@ def db_path(db: DbOption = None) -> None:
 @db_app.command("current")
 def db_current(db: DbOption = None) -> None:
     """Print the store's schema revision and the one this runstore writes."""
-    from runstore.store import schema_state
+    from runstore.store.store import schema_state
 
     current, head = schema_state(db)
     print(f"{current or 'none'} (this runstore: {head})")
@@ -38,11 +38,11 @@ def db_upgrade(
 
     Commands do this by themselves when needed; this one does it on purpose, e.g. at deploy time.
     """
-    from runstore.store import Store
+    from runstore.store.store import Store
 
     store = Store.open(db)
     if not quiet:
-        from runstore.schema import SCHEMA_REVISION
+        from runstore.store.schema import SCHEMA_REVISION
 
         print(f"{store.where} is at schema revision {SCHEMA_REVISION}")
 
@@ -63,16 +63,16 @@ def db_copy(
     Example: `runstore db copy --to postgresql+psycopg://ops@db.internal/runstore`
     """
     from runstore.cli._app import fail
-    from runstore.copy import copy_history
-    from runstore.location import display, resolve_db
-    from runstore.store import Store
+    from runstore.history.transfer import copy_history
+    from runstore.store.location import display, resolve_db
+    from runstore.store.store import Store
 
     if (to is None) == (source is None):
         fail("give exactly one of --to URL (copy out of --db) or --from URL (copy into --db)", 2)
     src_url, dst_url = (
         (resolve_db(db), resolve_db(to)) if to else (resolve_db(source), resolve_db(db))
     )
-    from runstore.store import schema_state
+    from runstore.store.store import schema_state
 
     if schema_state(src_url)[0] is None:  # a mistyped source must not become a new empty store
         fail(f"there is no runstore store at {display(src_url)} to copy from")

@@ -84,9 +84,9 @@ def exec_(
 
     Example: runstore exec --job nightly-backup --timeout 2h -- ./backup.sh --full
     """
-    from runstore.durations import parse_duration
     from runstore.errors import UsageError
-    from runstore.ids import check_run_id
+    from runstore.humanize import parse_duration
+    from runstore.record.ids import check_run_id
 
     if not command:
         raise UsageError("no command given: runstore exec [OPTIONS] -- CMD [ARGS...]")
@@ -100,8 +100,8 @@ def exec_(
         raise UsageError("--job must not be empty")
     log_path = _usable_log(log, db)
 
+    from runstore.exec.command import run_command
     from runstore.signals import exit_on_signal
-    from runstore.wrapper import run_command
 
     result = run_command(
         command,
@@ -128,7 +128,7 @@ def _usable_log(log: Path | None, db: str | None) -> Path | None:
     if log is None:
         return None
     from runstore.files import OutputError, check_output, refuse_clashes
-    from runstore.location import resolve_db, store_files
+    from runstore.store.location import resolve_db, store_files
 
     refuse_clashes({"--log": log}, store_files=store_files(resolve_db(db)))
     try:
@@ -181,7 +181,7 @@ def event(
     Example: runstore event "source is slow" --level warning
     """
     from runstore.errors import UsageError
-    from runstore.logging_handler import default_event_type
+    from runstore.record.logging_handler import default_event_type
 
     fields: dict[str, Any] = {}
     if data is not None:
@@ -196,7 +196,7 @@ def event(
         raise UsageError("--type must be 1 to 64 characters")
 
     try:
-        from runstore.logger import RunLogger
+        from runstore.record.logger import RunLogger
 
         run = RunLogger.attach(run_id, db=db)
         run.log_event(kind, {"message": message, **fields}, level=level.value, message=message)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from runstore.cli._app import DbOption, StaleAfterOption, app, db_app, error, warn
+from runstore.humanize import human_bytes, plural
 
 JsonObjectOption = Annotated[bool, typer.Option("--json", help="Output one JSON object.")]
 
@@ -26,21 +27,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     return raw_value(value)
-
-
-def human_bytes(size: float | None) -> str:
-    """``512 B``, ``12.3 KB``, ``4.5 MB``, ``1.2 GB`` (powers of 1024)."""
-    if size is None:
-        return ""
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(size) < 1024 or unit == "GB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 @app.command()
@@ -87,9 +73,9 @@ def prune(
     Examples: `runstore prune --older-than 90d --keep-last 10 --keep-failed`,
     `runstore prune --older-than 30d --job nightly-backup --dry-run`
     """
-    from runstore.maintenance import prune as prune_store
-    from runstore.store import Store
-    from runstore.timefilters import local_time, parse_duration
+    from runstore.history.prune import prune as prune_store
+    from runstore.humanize import local_time, parse_duration
+    from runstore.store.store import Store
 
     seconds = parse_duration(older_than, "--older-than")
     store = Store.open(db)
@@ -97,7 +83,7 @@ def prune(
 
     def progress(removed_runs: int, removed_events: int) -> None:
         print(
-            f"\rremoved {_plural(removed_runs, 'run')}, {_plural(removed_events, 'event')}...",
+            f"\rremoved {plural(removed_runs, 'run')}, {plural(removed_events, 'event')}...",
             end="",
             file=sys.stderr,
             flush=True,
@@ -122,7 +108,7 @@ def prune(
         return
     verb = "would remove" if dry_run else "removed"
     print(
-        f"{verb} {_plural(result.runs, 'run')} and {_plural(result.events, 'event')} "
+        f"{verb} {plural(result.runs, 'run')} and {plural(result.events, 'event')} "
         f"started before {local_time(result.cutoff)} (older than {older_than.strip()})"
     )
     width = max((len(name) for name in result.by_job), default=0)
@@ -130,7 +116,7 @@ def prune(
         print(f"  {name.ljust(width)}  {count:>8,}")
     if result.kept_older:
         print(
-            f"kept {_plural(result.kept_older, 'older run')} "
+            f"kept {plural(result.kept_older, 'older run')} "
             "(running, or kept by --keep-last/--keep-failed)"
         )
     if dry_run:
@@ -170,11 +156,11 @@ def db_backup(
     Example: `runstore db backup ~/backups/runstore-$(date +%F).db`
     """
     from runstore.files import descriptor
-    from runstore.maintenance import backup
+    from runstore.history.prune import backup
 
     result = backup(db, file, force=force)
     print(
-        f"backed up {_plural(result.runs, 'run')} to {result.target} "
+        f"backed up {plural(result.runs, 'run')} to {result.target} "
         f"({human_bytes(result.bytes)}, schema {result.schema_revision}, integrity ok)",
         file=sys.stderr if descriptor(str(file)) == 1 else sys.stdout,
     )
@@ -198,8 +184,8 @@ def db_check(
 
     Example: `runstore db check --quick || alert "run store needs attention"`
     """
-    from runstore.maintenance import check
-    from runstore.timefilters import parse_duration
+    from runstore.history.prune import check
+    from runstore.humanize import parse_duration
 
     report = check(db, quick=quick, stale_after_s=parse_duration(stale_after, "--stale-after"))
     if as_json:
@@ -213,7 +199,7 @@ def db_check(
 
 
 def _print_check(report: Any) -> None:
-    from runstore.timefilters import humane_age
+    from runstore.humanize import humane_age
 
     size = f", {human_bytes(report.size)}" if report.size is not None else ""
     lines = [("store", f"{report.store} ({report.dialect}{size})")]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -78,7 +77,7 @@ def _base64(value: bytes | bytearray | memoryview) -> str:
 
 
 def human_value(value: Any, kind: str) -> str:
-    from runstore.timefilters import humane_duration, local_time
+    from runstore.humanize import escape_controls, humane_duration, local_time
 
     if value is None:
         return ""
@@ -91,17 +90,8 @@ def human_value(value: Any, kind: str) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, (dict, list)):
-        return _visible(json.dumps(value, ensure_ascii=False))
-    return _visible(str(value))
-
-
-# Control characters from stored text (a job's output) would move the cursor, retitle or recolour
-# the terminal: people see them escaped.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def _visible(text: str) -> str:
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+        return escape_controls(json.dumps(value, ensure_ascii=False))
+    return escape_controls(str(value))
 
 
 def emit(rows: Iterable[dict[str, Any]], columns: Sequence[Column], fmt: Format) -> int:

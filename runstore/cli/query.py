@@ -12,7 +12,7 @@ from runstore.cli._app import DbOption, app, fail
 from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption
 
 if TYPE_CHECKING:
-    from runstore.store import Store
+    from runstore.store.store import Store
 
 MAX_ROWS = 2**62  # what every backend's integers hold
 
@@ -39,8 +39,8 @@ MACHINE_HISTORY_COLUMNS = [
 def open_store(db: str | None) -> Store:
     """The store, after marking runs whose process is gone as abandoned (cheap: an index on
     running runs), so every answer tells the truth about what is still running."""
-    from runstore.reaper import reap_quietly
-    from runstore.store import Store
+    from runstore.history.reaper import reap_quietly
+    from runstore.store.store import Store
 
     store = Store.open(db)
     reap_quietly(store)
@@ -48,7 +48,7 @@ def open_store(db: str | None) -> Store:
 
 
 def _for_display(row: dict[str, Any]) -> dict[str, Any]:
-    from runstore.timefilters import humane_age
+    from runstore.humanize import humane_age
 
     shown = dict(row)
     shown["items"] = (
@@ -107,9 +107,9 @@ def history(
     Examples: `runstore history --failed --since 7d`, `runstore history --job backup --json`
     """
     from runstore.cli.output import Format, choose_format, emit
-    from runstore.queries import HistoryFilter, wanted_statuses
-    from runstore.queries import history as query_history
-    from runstore.timefilters import parse_duration, parse_when
+    from runstore.history.queries import HistoryFilter, wanted_statuses
+    from runstore.history.queries import history as query_history
+    from runstore.humanize import parse_duration, parse_when
 
     fmt = choose_format(as_json, as_jsonl, as_csv)
     statuses = wanted_statuses(status, failed)
@@ -187,8 +187,8 @@ def show(
         emit_record,
         raw_value,
     )
-    from runstore.queries import HistoryFilter, run_events
-    from runstore.queries import history as query_history
+    from runstore.history.queries import HistoryFilter, run_events
+    from runstore.history.queries import history as query_history
 
     fmt = choose_format(as_json, as_jsonl, as_csv)
     store = open_store(db)
@@ -211,7 +211,7 @@ def show(
         emit(evs, [Column(c.key, c.key) for c in EVENT_COLUMNS], fmt)
         return
     if record["status"] == "running":
-        from runstore.timefilters import humane_age
+        from runstore.humanize import humane_age
 
         fields["status"] = f"running (for {humane_age(record['started_at'])})"
     emit_record({k: v for k, v in fields.items() if v is not None}, fmt, RUN_KINDS)
@@ -261,8 +261,8 @@ def stats(
     Example: `runstore stats --since 30d`
     """
     from runstore.cli.output import Format, choose_format, emit
-    from runstore.queries import stats as query_stats
-    from runstore.timefilters import parse_when
+    from runstore.history.queries import stats as query_stats
+    from runstore.humanize import parse_when
 
     fmt = choose_format(as_json, as_jsonl, as_csv)
     window = parse_when(since, "--since") if since else None
@@ -299,8 +299,8 @@ def check(
 
     For cron monitors and shell: `runstore check nightly-backup --max-age 26h && echo healthy`
     """
-    from runstore.queries import check_job
-    from runstore.timefilters import parse_duration
+    from runstore.history.queries import check_job
+    from runstore.humanize import parse_duration
 
     result = check_job(
         open_store(db),
@@ -338,10 +338,10 @@ def export(
     from contextlib import nullcontext
 
     from runstore.files import descriptor, open_output, refuse_clashes
-    from runstore.location import resolve_db, store_files
-    from runstore.queries import HistoryFilter, iter_history
-    from runstore.runlog import write_run_log, write_run_log_line
-    from runstore.timefilters import parse_when
+    from runstore.history.queries import HistoryFilter, iter_history
+    from runstore.humanize import parse_when
+    from runstore.record.runlog import write_run_log, write_run_log_line
+    from runstore.store.location import resolve_db, store_files
 
     if run is None and since is None and not job:
         fail("give a run id, or --since/--job (with --jsonl) to export many runs", 2)
@@ -401,9 +401,9 @@ def sql(
 
     Example: `runstore sql "select job, count(*) from runs where status = 'failed' group by job"`
     """
-    from runstore.adhoc import run_query
     from runstore.cli.output import choose_format, emit
-    from runstore.timefilters import parse_duration
+    from runstore.history.sql import run_query
+    from runstore.humanize import parse_duration
 
     fmt = choose_format(as_json, as_jsonl, as_csv)
     text = sys.stdin.read() if query == "-" else query

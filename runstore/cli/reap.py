@@ -39,10 +39,10 @@ def reap(
     import sys
 
     from runstore.cli.output import Format, choose_format, emit
-    from runstore.reaper import find_stale
-    from runstore.reaper import reap as reap_runs
-    from runstore.store import Store
-    from runstore.timefilters import parse_duration
+    from runstore.history.reaper import find_stale
+    from runstore.history.reaper import reap as reap_runs
+    from runstore.humanize import parse_duration
+    from runstore.store.store import Store
 
     fmt = choose_format(as_json, as_jsonl, as_csv)
     seconds = parse_duration(stale_after, "--stale-after")

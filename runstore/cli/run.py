@@ -53,7 +53,7 @@ def run(
     --log data/run_log.json --run-id demo-001
     """
     from runstore.files import descriptor
-    from runstore.pipeline import run_job
+    from runstore.job.pipeline import run_job
     from runstore.signals import exit_on_signal
 
     # When an output goes to stdout, what is said about the run goes to stderr, out of its way.

@@ -21,11 +21,11 @@ from runstore.files import (
     open_output,
     refuse_clashes,
 )
-from runstore.location import resolve_db, store_files
-from runstore.logger import Echo, RunLogger
-from runstore.schema import RunStatus
+from runstore.job.textinput import count_items, iter_items, open_input
+from runstore.record.logger import Echo, RunLogger
 from runstore.signals import Cancelled, cancel_on_signals
-from runstore.textinput import count_items, iter_items, open_input
+from runstore.store.location import resolve_db, store_files
+from runstore.store.schema import RunStatus
 
 Progress = Callable[[int], None]
 
@@ -126,7 +126,7 @@ def run_job(
     run id raises DuplicateRunId before anything is written. SIGTERM, SIGINT and SIGHUP cancel the
     run (exit code 128+N) after its events are flushed and its run_log.json written.
     """
-    from runstore.store import Store
+    from runstore.store.store import Store
 
     # Before anything is written, the store included: no output over the store, the input or
     # the other output.

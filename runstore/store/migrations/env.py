@@ -1,8 +1,8 @@
 """Alembic environment for runstore stores.
 
-runstore runs migrations itself (``runstore.migrate``) and hands over a connection that already
-holds the store's write lock. The ``alembic`` command line works too, for developers generating a
-revision: ``RUNSTORE_DB=/tmp/dev.db alembic revision --autogenerate -m "..."``.
+runstore runs migrations itself (``runstore.store.migrate``) and hands over a connection that
+already holds the store's write lock. The ``alembic`` command line works too, for developers
+generating a revision: ``RUNSTORE_DB=/tmp/dev.db alembic revision --autogenerate -m "..."``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from runstore.schema import metadata
+from runstore.store.schema import metadata
 
 
 def _include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
@@ -35,8 +35,8 @@ def main() -> None:
     if connection is not None:
         run_migrations(connection)
         return
-    from runstore.engine import get_engine
-    from runstore.location import resolve_db
+    from runstore.store.engine import get_engine
+    from runstore.store.location import resolve_db
 
     url = context.config.get_main_option("sqlalchemy.url") or resolve_db()
     with get_engine(url).begin() as conn:

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import Select, and_, func, select
 
 from runstore.errors import UsageError
-from runstore.schema import LEVELS, NOT_COMPLETED_STATUSES, RunStatus, events, runs
-from runstore.store import Store
+from runstore.store.schema import LEVELS, NOT_COMPLETED_STATUSES, RunStatus, events, runs
+from runstore.store.store import Store
 
 HISTORY_COLUMNS = (
     runs.c.run_id,
@@ -292,7 +292,7 @@ def check_job(
 ) -> CheckResult:
     """Is ``job`` healthy? Its last finished run completed within ``max_age_s``, and no run of it
     has been running longer than ``max_duration_s``."""
-    from runstore.timefilters import humane_duration
+    from runstore.humanize import humane_duration
 
     now = now or datetime.now(timezone.utc)
     with store.read() as conn:

@@ -31,7 +31,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 
-from runstore import engine as engines
 from runstore.errors import (
     AmbiguousRunId,
     DuplicateRunId,
@@ -40,9 +39,11 @@ from runstore.errors import (
     StoreError,
     first_line,
 )
-from runstore.location import display, network_filesystem_warning, resolve_db, sqlite_path
-from runstore.migrate import current_revision, ensure_schema
-from runstore.schema import (
+from runstore.signals import critical
+from runstore.store import engine as engines
+from runstore.store.location import display, network_filesystem_warning, resolve_db, sqlite_path
+from runstore.store.migrate import current_revision, ensure_schema
+from runstore.store.schema import (
     SCHEMA_REVISION,
     datetime_from_ns,
     events,
@@ -50,7 +51,6 @@ from runstore.schema import (
     sqlite_timestamp,
     sqlite_timestamp_ns,
 )
-from runstore.signals import critical
 
 T = TypeVar("T")
 
@@ -447,8 +447,8 @@ def reading_engine(url: str) -> Engine:
 
 def schema_state(db: str | os.PathLike[str] | None = None) -> tuple[str | None, str]:
     """(the store's schema revision or None, the revision this code writes), changing nothing."""
-    from runstore.migrate import current_revision
-    from runstore.schema import SCHEMA_REVISION
+    from runstore.store.migrate import current_revision
+    from runstore.store.schema import SCHEMA_REVISION
 
     url = resolve_db(db)
     path = sqlite_path(url)

@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 from runstore.errors import InputError
 from runstore.files import descriptor
+from runstore.humanize import CONTROL_CHARACTERS, escape_controls
 
 MAX_LINE_BYTES = 64 * 1024
 PREVIEW_CHARS = 80
@@ -29,7 +30,6 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")
 # Bytes that may begin or end what str.strip() treats as whitespace but bytes.strip() does not.
 _UNICODE_EDGE = frozenset(range(0x1C, 0x20)) | frozenset(range(0x80, 0x100))
 _HASH = ord("#")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 @dataclass(slots=True)
@@ -77,7 +77,7 @@ def iter_items(f: BinaryIO, encoding: str = "utf-8") -> Iterator[Item]:
         text = text.strip()
         if not text or text.startswith("#"):
             continue
-        bad = _CONTROL.search(text)
+        bad = CONTROL_CHARACTERS.search(text)
         if bad is not None:
             yield Item(
                 number,
@@ -199,5 +199,5 @@ def _utf16_lines(f: BinaryIO) -> Iterator[tuple[int, str, str | None]]:
 
 
 def _preview(text: str) -> str:
-    shown = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text[: PREVIEW_CHARS * 2])
+    shown = escape_controls(text[: PREVIEW_CHARS * 2])
     return shown if len(shown) <= PREVIEW_CHARS else shown[: PREVIEW_CHARS - 1] + "…"

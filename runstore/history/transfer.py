@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import Connection, Text, cast, delete, func, insert, select
 
 from runstore.errors import StoreError
-from runstore.schema import events, runs
-from runstore.store import Store
+from runstore.store.schema import events, runs
+from runstore.store.store import Store
 
 # A run that ended by itself; `abandoned` is the reaper's guess and may be corrected by a copy.
 ENDED_BY_ITSELF = ("completed", "failed", "cancelled")

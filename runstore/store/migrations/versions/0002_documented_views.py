@@ -16,7 +16,7 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Copied from runstore.schema.VIEWS at this revision; a test checks they still agree.
+# Copied from runstore.store.schema.VIEWS at this revision; a test checks they still agree.
 RUN_SUMMARY = """
 SELECT
     r.run_id,

@@ -17,7 +17,7 @@ from itertools import chain, islice
 from typing import Any, TextIO
 
 from runstore.files import open_output
-from runstore.store import Store
+from runstore.store.store import Store
 
 # One event as run_log.json is built from: (seq, ISO-8601 time, type, level, message, data JSON).
 EventLine = tuple[int, str, str, str, "str | None", "str | None"]

@@ -29,12 +29,12 @@ from typing import Any
 from runstore import __version__, procinfo
 from runstore.errors import DuplicateRunId, RunstoreError, StoreBusy, UsageError
 from runstore.files import OutputError, refuse_clashes
-from runstore.ids import check_run_id, new_run_id
-from runstore.location import store_files
+from runstore.record.ids import check_run_id, new_run_id
 from runstore.redact import command_line, redact_text
-from runstore.schema import FINISHED_STATUSES, LEVELS, RunStatus, datetime_from_ns
 from runstore.signals import critical
-from runstore.store import CounterDeltas, EventRow, Store
+from runstore.store.location import store_files
+from runstore.store.schema import FINISHED_STATUSES, LEVELS, RunStatus, datetime_from_ns
+from runstore.store.store import CounterDeltas, EventRow, Store
 
 EVENTS_PER_FLUSH = 1000
 FLUSH_INTERVAL_S = 1.0
@@ -443,7 +443,7 @@ class RunLogger:
     def _write_log_before_finish(self, ending: dict[str, Any], finished_ns: int) -> None:
         """run_log.json as it will read once the run is finished: the stored events, then the
         run_finished event that is logged right after."""
-        from runstore.runlog import save_run_log
+        from runstore.record.runlog import save_run_log
 
         assert self.log_path is not None
         self.flush()
@@ -462,7 +462,7 @@ class RunLogger:
 
     def write_log(self, path: str | os.PathLike[str]) -> None:
         """Write this run's run_log.json (atomically) from what the store holds."""
-        from runstore.runlog import save_run_log
+        from runstore.record.runlog import save_run_log
 
         save_run_log(path, self.store, self.store.get_run(self.run_pk))
 

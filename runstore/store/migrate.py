@@ -13,21 +13,20 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from runstore.engine import READ_ONLY, is_locked_error
 from runstore.errors import SchemaTooNew, StoreBusy, StoreError, first_line
-from runstore.schema import KNOWN_REVISIONS, SCHEMA_REVISION
+from runstore.store.engine import READ_ONLY, is_locked_error
+from runstore.store.schema import KNOWN_REVISIONS, SCHEMA_REVISION
 
 VERSION_TABLE = "alembic_version"
 PG_MIGRATION_LOCK = 0x72756E73  # "runs": the advisory lock key for migrations on PostgreSQL
 
 
 def migrations_dir() -> Path:
-    """The Alembic environment: inside the installed package, else the source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "migrations", here.parent / "migrations"):
-        if (candidate / "env.py").is_file():
-            return candidate
-    raise StoreError("runstore's migrations are missing from this installation")
+    """The Alembic environment, inside the package (so an installed wheel carries it)."""
+    here = Path(__file__).resolve().parent / "migrations"
+    if not (here / "env.py").is_file():
+        raise StoreError("runstore's migrations are missing from this installation")
+    return here
 
 
 def alembic_config(connection: Connection | None = None):  # type: ignore[no-untyped-def]
@@ -120,7 +119,7 @@ def upgrade(engine: Engine, backup_of: Path | None = None) -> None:
 def backup_copy(path: Path, revision: str) -> Path:
     """Copy the SQLite file before an upgrade: a consistent snapshot (SQLite's backup API),
     complete and checked before the upgrade starts."""
-    from runstore.sqlite_file import backup_file
+    from runstore.store.sqlite_file import backup_file
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     target = path.with_name(f"{path.name}.before-{SCHEMA_REVISION}-from-{revision}-{stamp}.bak")

@@ -2,8 +2,8 @@
 
 The run row is written before the command starts. The command's stdout and stderr pass through
 to ours unchanged, chunk by chunk as it writes them; its lines are stored as ``output`` events,
-bounded (see ``runstore.capture``). Its exit code is ours: 128+N when it dies of signal N, 124 on
-``--timeout``, 126 when it cannot be executed, 127 when it is not found.
+bounded (see ``runstore.exec.capture``). Its exit code is ours: 128+N when it dies of signal N,
+124 on ``--timeout``, 126 when it cannot be executed, 127 when it is not found.
 
 Signals: INT, TERM, HUP (and QUIT) sent to runstore are forwarded to the command. Without a
 terminal the command runs in its own process group and the signal goes to that group. When
@@ -40,7 +40,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from runstore.capture import (
+from runstore.errors import DuplicateRunId, StoreBusy
+from runstore.exec.capture import (
     HEAD_LINES,
     STDERR,
     STDOUT,
@@ -49,8 +50,7 @@ from runstore.capture import (
     OutputCapture,
     Spool,
 )
-from runstore.durations import format_duration
-from runstore.errors import DuplicateRunId, StoreBusy
+from runstore.humanize import format_duration
 from runstore.redact import redact_text
 
 # NAME=value, as a shell reads it before a command (and as `exec` is sometimes mistakenly given).
@@ -231,8 +231,8 @@ class _Recorder(threading.Thread):
                     raise
 
     def _open(self) -> None:
-        from runstore.logger import RunLogger
-        from runstore.store import Store
+        from runstore.record.logger import RunLogger
+        from runstore.store.store import Store
 
         store = Store.open(self.db)
 

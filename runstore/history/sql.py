@@ -25,9 +25,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from runstore.engine import sqlite_file_uri
 from runstore.errors import RunstoreError, UsageError, first_line
-from runstore.store import Store
+from runstore.store.engine import sqlite_file_uri
+from runstore.store.store import Store
 
 DEFAULT_TIMEOUT_S = 10.0
 # The most one string or blob (on PostgreSQL: one row) may hold: far more than any stored value.

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool, Pool, QueuePool
 
-from runstore.location import display, sqlite_path
+from runstore.store.location import display, sqlite_path
 
 # Seconds a connection waits for another writer: the default 5 s is too short under load.
 SQLITE_BUSY_TIMEOUT_S = 30.0

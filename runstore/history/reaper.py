@@ -19,8 +19,8 @@ from sqlalchemy.exc import DBAPIError
 
 from runstore import procinfo
 from runstore.errors import StoreError
-from runstore.schema import RunStatus, runs
-from runstore.store import Store
+from runstore.store.schema import RunStatus, runs
+from runstore.store.store import Store
 
 # A live run beats every 30 s (logger.HEARTBEAT_INTERVAL_S); ten missed beats mean it is gone.
 STALE_AFTER_S = 300.0

@@ -20,8 +20,8 @@ from sqlalchemy import ColumnElement, Connection, delete, func, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from runstore.errors import RunstoreError, StoreError, UsageError, first_line
-from runstore.location import display, resolve_db, sqlite_path
-from runstore.schema import (
+from runstore.store.location import display, resolve_db, sqlite_path
+from runstore.store.schema import (
     FINISHED_STATUSES,
     NOT_COMPLETED_STATUSES,
     SCHEMA_REVISION,
@@ -29,7 +29,7 @@ from runstore.schema import (
     events,
     runs,
 )
-from runstore.store import Store
+from runstore.store.store import Store
 
 # A prune deletes at most this many runs per transaction...
 PRUNE_BATCH_RUNS = 500
@@ -307,9 +307,9 @@ def backup(
     the checked copy written to it. PostgreSQL stores are backed up with pg_dump, not here.
     """
     from runstore.files import output_target, refuse_clashes
-    from runstore.location import store_files
-    from runstore.sqlite_file import backup_file, backup_stream, stale_companions
-    from runstore.store import schema_state
+    from runstore.store.location import store_files
+    from runstore.store.sqlite_file import backup_file, backup_stream, stale_companions
+    from runstore.store.store import schema_state
 
     url = resolve_db(db)
     source = sqlite_path(url)
@@ -407,8 +407,8 @@ def check(
     one line each in ``problems``; an empty list means the store is healthy. Which running runs
     are stale is the reaper's decision; ``stale_after_s`` is its threshold for other hosts.
     """
-    from runstore.schema import KNOWN_REVISIONS
-    from runstore.store import reading_engine, schema_state
+    from runstore.store.schema import KNOWN_REVISIONS
+    from runstore.store.store import reading_engine, schema_state
 
     url = resolve_db(db)
     path = sqlite_path(url)
@@ -497,7 +497,7 @@ STALE_FIELDS = ("run_id", "job", "host", "pid", "started_at", "heartbeat_at", "r
 
 
 def _count_and_find_stale(store: Store, report: CheckReport, stale_after_s: float | None) -> None:
-    from runstore.timefilters import humane_age
+    from runstore.humanize import humane_age
 
     counts = {s.value: 0 for s in RunStatus}
     with store.read() as conn:
@@ -523,7 +523,7 @@ def _count_and_find_stale(store: Store, report: CheckReport, stale_after_s: floa
     report.running = [dict(r) for r in running]
     if not report.running:
         return  # nothing can be stale: no need for the reaper's checks
-    from runstore.reaper import find_stale
+    from runstore.history.reaper import find_stale
 
     found = (
         find_stale(store)

@@ -21,7 +21,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runstore.logger import RunLogger
+    from runstore.record.logger import RunLogger
 
 # Records the store's own machinery logs while writing: recording them would feed back.
 IGNORED_LOGGERS = ("sqlalchemy", "alembic")
@@ -76,7 +76,7 @@ class LoggingHandler(logging.Handler):
         if not (self._run_id or os.environ.get("RUNSTORE_RUN_ID")):
             self._disabled = True  # not inside a run: nothing to record into
             return
-        from runstore.logger import RunLogger
+        from runstore.record.logger import RunLogger
 
         try:
             self._run = RunLogger.attach(self._run_id, db=self._db)
@@ -122,7 +122,7 @@ class LoggingHandler(logging.Handler):
         import warnings
 
         from runstore.errors import RunstoreError
-        from runstore.store import StoreWarning
+        from runstore.store.store import StoreWarning
 
         reason = str(exc) if isinstance(exc, RunstoreError) else f"{type(exc).__name__}: {exc}"
         warnings.warn(f"log records are no longer recorded: {reason}", StoreWarning, stacklevel=2)

@@ -14,9 +14,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runstore.engine import sqlite_file_uri
 from runstore.errors import RunstoreError, StoreError
 from runstore.files import sweep_leftovers, temporary_path
+from runstore.store.engine import sqlite_file_uri
 
 # Files SQLite would read together with a database file of that name: a stale one left by
 # another database turns a good copy into a broken store.
