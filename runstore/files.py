@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from runstore import procinfo
-from runstore.errors import RunstoreError, UsageError
+from runstore.errors import OutputError, UsageError
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -45,10 +45,6 @@ _LEFTOVER = re.compile(
     r"\..+\.runstore-(?P<pid>\d+)-(?P<start>\d+)\.[A-Za-z0-9_]+\.(?:tmp|partial)"
 )
 _BUFFER = 1 << 16
-
-
-class OutputError(RunstoreError):
-    """An output cannot be written where it was asked for."""
 
 
 @dataclass(frozen=True)

@@ -21,25 +21,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+from runstore.errors import Cancelled
+
 CANCEL_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 # depth: nesting of critical stretches; pending: the signal that cancels the run in progress;
 # armed: a run is in progress and may be cancelled; held: a signal that came before any run;
 # exit_code: the finished run's exit code, which a late signal exits with (-1: none yet).
 _state = {"depth": 0, "pending": 0, "armed": False, "held": 0, "exit_code": -1}
-
-
-class Cancelled(BaseException):
-    """Raised in the main thread when a cancel signal arrives. A BaseException, like
-    KeyboardInterrupt, so that ``except Exception`` in job code does not swallow it."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        super().__init__(f"cancelled by {signal.Signals(signum).name}")
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
 
 
 def _handler(signum: int, _frame: FrameType | None) -> None:

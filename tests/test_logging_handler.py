@@ -96,7 +96,7 @@ def test_outside_a_run_it_does_nothing(log, capsys):
 
 
 def test_a_store_failure_warns_once_and_never_raises(sqlite_db, log, monkeypatch):
-    from runstore.store.store import StoreWarning
+    from runstore.errors import StoreWarning
 
     monkeypatch.setenv("RUNSTORE_RUN_ID", "missing-run")
     monkeypatch.setenv("RUNSTORE_DB", sqlite_db)

@@ -104,8 +104,9 @@ def test_a_signal_held_during_a_write_is_raised_after_it(tmp_path, monkeypatch):
     """In-process: the signal arrives inside the store transaction of a flush."""
     import os
 
+    from runstore.errors import Cancelled
     from runstore.record.logger import RunLogger
-    from runstore.signals import Cancelled, cancel_on_signals
+    from runstore.signals import cancel_on_signals
 
     db = str(tmp_path / "store.db")
     run = RunLogger(job="held", run_id="held", db=db)

@@ -30,7 +30,8 @@ from test_queries import (
     snapshot,
 )
 
-from runstore.history.sql import QueryError, run_query
+from runstore.errors import QueryError
+from runstore.history.sql import run_query
 from runstore.record.logger import RunLogger
 from runstore.store import engine as engines
 from runstore.store.store import Store

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from runstore.cli._app import DbOption, app, describe, error, leave, warn
+from runstore.cli._app import DbOption, app, error, leave, warn
 
 # Everything after the options is the command, its own options included: `exec ls -l` works.
 _COMMAND_SETTINGS = {"allow_interspersed_args": False}
@@ -127,7 +127,8 @@ def _usable_log(log: Path | None, db: str | None) -> Path | None:
     written is a warning: the job runs anyway."""
     if log is None:
         return None
-    from runstore.files import OutputError, check_output, refuse_clashes
+    from runstore.errors import OutputError
+    from runstore.files import check_output, refuse_clashes
     from runstore.store.location import resolve_db, store_files
 
     refuse_clashes({"--log": log}, store_files=store_files(resolve_db(db)))
@@ -202,8 +203,7 @@ def event(
         run.log_event(kind, {"message": message, **fields}, level=level.value, message=message)
         run.finish()
     except Exception as exc:  # recording must never break the job that calls us
-        from runstore.errors import RunstoreError
+        from runstore.errors import reason
 
-        reason = str(exc) if isinstance(exc, RunstoreError) else describe(exc)
-        warn(f"event not recorded: {reason}")
+        warn(f"event not recorded: {reason(exc)}")
     leave(0)

@@ -40,6 +40,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from runstore import errors
 from runstore.errors import DuplicateRunId, StoreBusy
 from runstore.exec.capture import (
     HEAD_LINES,
@@ -199,7 +200,7 @@ class _Recorder(threading.Thread):
         try:
             self._keep_trying(self._open)
         except Exception as exc:  # recording must never break the job
-            self.problem = _why(exc)
+            self.problem = errors.reason(exc)
         finally:
             self.ready.set()
         while True:
@@ -215,7 +216,7 @@ class _Recorder(threading.Thread):
             except StoreBusy as exc:
                 self.busy = str(exc)  # the logger keeps the events for its next flush
             except Exception as exc:
-                self.problem = _why(exc)
+                self.problem = errors.reason(exc)
 
     def _keep_trying(self, work: Callable[[], None]) -> None:
         """Run ``work`` until the store lets it through (another process may hold the write
@@ -292,14 +293,14 @@ class _Recorder(threading.Thread):
             )
             self._keep_trying(end)
         except Exception as exc:
-            self.problem = self.problem or _why(exc)
+            self.problem = self.problem or errors.reason(exc)
             return
         if self.log_path is not None:
             # An export of the recorded run: the command's outcome stands whatever happens here.
             try:
                 self.logger.write_log(self.log_path)
             except Exception as exc:
-                self.log_problem = f"{_why(exc)}; the run is recorded in the store only"
+                self.log_problem = f"{errors.reason(exc)}; the run is recorded in the store only"
 
 
 # -- one execution -------------------------------------------------------------------------------
@@ -988,9 +989,3 @@ def _peak_rss_kb(pid: int) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
-
-
-def _why(exc: BaseException) -> str:
-    from runstore.errors import RunstoreError, describe
-
-    return str(exc) if isinstance(exc, RunstoreError) else describe(exc)

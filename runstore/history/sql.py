@@ -25,7 +25,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from runstore.errors import RunstoreError, UsageError, first_line
+from runstore.errors import QueryError, UsageError, driver_problem, first_line
 from runstore.store.engine import sqlite_file_uri
 from runstore.store.store import Store
 
@@ -55,10 +55,6 @@ _SERVER_QUERY_START = re.compile(
     r"^(?:\s+|--[^\n]*|/\*.*?\*/|\()*(select|with|values|table|explain|show)\b",
     re.IGNORECASE | re.DOTALL,
 )
-
-
-class QueryError(RunstoreError):
-    """The query was refused or failed."""
 
 
 @dataclass
@@ -209,17 +205,20 @@ def _out_of_memory() -> QueryError:
 
 
 def _explain(exc: Exception, timeout_s: float, bounds: _Bounds | None = None) -> QueryError:
-    text = str(exc)
+    """What stopped a query, said the same way on both backends."""
     if bounds is not None and bounds.problem is not None:
         return QueryError(f"query stopped: {bounds.problem}")
-    if "interrupted" in text:
+    text = first_line(exc)
+    problem = driver_problem(exc)
+    if problem == "interrupted":
         return QueryError(f"query stopped after the {timeout_s:g} s time limit")
-    if "too big" in text:
+    if problem == "too big":
         return QueryError(f"query stopped: a value would be larger than {MAX_VALUE_BYTES >> 20} MB")
-    refusals = ("not authorized", "authorization denied", "readonly", "read-only")
-    if any(word in text for word in refusals):
+    if _ROW_TOO_LARGE in text:
+        return QueryError(f"query stopped: a row would be larger than {MAX_VALUE_BYTES >> 20} MB")
+    if problem in ("refused", "read-only") or any(word in text for word in _SERVER_REFUSALS):
         return QueryError(f"refused: runstore sql is read-only ({text})")
-    if "one statement at a time" in text:
+    if problem == "several statements" or 'syntax error at or near ";"' in text:
         return QueryError("refused: give one statement at a time")
     return QueryError(f"SQL error: {text}")
 
@@ -248,7 +247,7 @@ def _server_query(
                 _refuse_powerful_role(conn)
             trans = conn.begin()
         except DBAPIError as exc:
-            raise _explain_server(exc, timeout_s) from None
+            raise _explain(exc, timeout_s) from None
         try:
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             conn.exec_driver_sql(f"SET LOCAL statement_timeout = {_timeout_ms(timeout_s)}")
@@ -269,7 +268,7 @@ def _server_query(
                     # so again exactly one statement).
                     cursor.execute(f"{query}\nLIMIT 0", values, prepare=True)
             except Exception as exc:
-                raise _explain_server(exc, timeout_s) from None
+                raise _explain(exc, timeout_s) from None
             if cursor.description is None:
                 raise QueryError("refused: runstore sql only runs queries that return rows")
             columns = [d.name for d in cursor.description]
@@ -286,7 +285,7 @@ def _server_query(
                 except QueryError:
                     raise
                 except Exception as exc:
-                    raise _explain_server(exc, timeout_s) from None
+                    raise _explain(exc, timeout_s) from None
 
             reader = rows()
             try:
@@ -313,12 +312,8 @@ def _row_size_guarded(sql: str) -> str:
 
 _TRAILING_SEMICOLONS = re.compile(r"(?:;|\s+|--[^\n]*|/\*.*?\*/)*\Z", re.DOTALL)
 _ROW_TOO_LARGE = "runstore: row too large: "
-_SERVER_REFUSALS = (
-    "read-only transaction",
-    "data-modifying statement",
-    "permission denied",
-    "INTO is not allowed",
-)
+# What PostgreSQL says when our wrapping of a query refuses what it would do.
+_SERVER_REFUSALS = ("data-modifying statement", "INTO is not allowed")
 
 
 def _timeout_ms(timeout_s: float) -> int:
@@ -352,16 +347,3 @@ def _refuse_powerful_role(conn: Any) -> None:
             "dblink, which a read-only transaction does not stop; connect as a read-only role "
             "(see README: Ad hoc SQL), or pass --allow-superuser"
         )
-
-
-def _explain_server(exc: Exception, timeout_s: float) -> QueryError:
-    text = first_line(exc).split(" (Background on this error")[0]
-    if _ROW_TOO_LARGE in text:
-        return QueryError(f"query stopped: a row would be larger than {MAX_VALUE_BYTES >> 20} MB")
-    if "statement timeout" in text:
-        return QueryError(f"query stopped after the {timeout_s:g} s time limit")
-    if any(word in text for word in _SERVER_REFUSALS):
-        return QueryError(f"refused: runstore sql is read-only ({text})")
-    if "multiple commands" in text or 'syntax error at or near ";"' in text:
-        return QueryError("refused: give one statement at a time")
-    return QueryError(f"SQL error: {text}")

@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from runstore.errors import InputError
+from runstore.errors import Cancelled, InputError, OutputError
 from runstore.files import (
-    OutputError,
     check_output,
     is_regular_file,
     open_output,
@@ -23,7 +22,7 @@ from runstore.files import (
 )
 from runstore.job.textinput import count_items, iter_items, open_input
 from runstore.record.logger import Echo, RunLogger
-from runstore.signals import Cancelled, cancel_on_signals
+from runstore.signals import cancel_on_signals
 from runstore.store.location import resolve_db, store_files
 from runstore.store.schema import RunStatus
 

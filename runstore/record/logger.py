@@ -27,8 +27,16 @@ from types import TracebackType
 from typing import Any
 
 from runstore import __version__, procinfo
-from runstore.errors import DuplicateRunId, RunstoreError, StoreBusy, UsageError
-from runstore.files import OutputError, refuse_clashes
+from runstore.errors import (
+    Cancelled,
+    DuplicateRunId,
+    OutputError,
+    RunstoreError,
+    StoreBusy,
+    UsageError,
+    describe,
+)
+from runstore.files import refuse_clashes
 from runstore.record.ids import check_run_id, new_run_id
 from runstore.redact import command_line, redact_text
 from runstore.signals import critical
@@ -485,8 +493,6 @@ class RunLogger:
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             self.finish()
             return
-        from runstore.signals import Cancelled
-
         if isinstance(exc, Cancelled):
             self.log_warning(str(exc), signal=exc.signum)
             self.finish(
@@ -500,7 +506,7 @@ class RunLogger:
             self.log_warning("interrupted", exception="KeyboardInterrupt")
             self.finish(RunStatus.CANCELLED, exit_code=130, error_summary="interrupted")
             return
-        summary = f"{type(exc).__name__}: {exc}"
+        summary = describe(exc)
         self.log_error(summary, exception=type(exc).__name__, traceback=_format_tb(exc))
         # sys.exit(3): the process exits 3, and so does the run; anything else exits 1.
         code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else None

@@ -121,11 +121,11 @@ class LoggingHandler(logging.Handler):
         self._disabled = True
         import warnings
 
-        from runstore.errors import RunstoreError
-        from runstore.store.store import StoreWarning
+        from runstore.errors import StoreWarning, reason
 
-        reason = str(exc) if isinstance(exc, RunstoreError) else f"{type(exc).__name__}: {exc}"
-        warnings.warn(f"log records are no longer recorded: {reason}", StoreWarning, stacklevel=2)
+        warnings.warn(
+            f"log records are no longer recorded: {reason(exc)}", StoreWarning, stacklevel=2
+        )
 
     def flush(self) -> None:
         run = self._run

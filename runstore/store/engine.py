@@ -14,6 +14,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool, Pool, QueuePool
 
+from runstore.errors import driver_problem
 from runstore.store.location import display, sqlite_path
 
 # Seconds a connection waits for another writer: the default 5 s is too short under load.
@@ -117,18 +118,13 @@ def _create_sqlite(creator: Callable[[], Any], poolclass: type[Pool]) -> Engine:
     return engine
 
 
-def is_locked_error(exc: BaseException) -> bool:
-    text = str(getattr(exc, "orig", exc)).lower()
-    return "database is locked" in text or "database is busy" in text
-
-
 def retry_locked(work: Callable[[], T], attempts: int = LOCKED_RETRIES) -> T:
     """Run ``work`` again when SQLite still reports the database locked after its busy wait."""
     for attempt in range(1, attempts + 1):
         try:
             return work()
         except OperationalError as exc:
-            if attempt == attempts or not is_locked_error(exc):
+            if attempt == attempts or driver_problem(exc) != "locked":
                 raise
             time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
     raise AssertionError("unreachable")

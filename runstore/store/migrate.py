@@ -13,8 +13,15 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from runstore.errors import SchemaTooNew, StoreBusy, StoreError, first_line
-from runstore.store.engine import READ_ONLY, is_locked_error
+from runstore.errors import (
+    ForeignDatabase,
+    SchemaTooNew,
+    StoreBusy,
+    StoreError,
+    driver_problem,
+    first_line,
+)
+from runstore.store.engine import READ_ONLY
 from runstore.store.schema import KNOWN_REVISIONS, SCHEMA_REVISION
 
 VERSION_TABLE = "alembic_version"
@@ -39,10 +46,6 @@ def alembic_config(connection: Connection | None = None):  # type: ignore[no-unt
     return config
 
 
-class ForeignDatabase(StoreError):
-    """The database holds tables of something else."""
-
-
 # What ensure_schema saw outside the lock when tables appeared without a revision: perhaps
 # another process creating the store right now. The locked re-check decides.
 _UNSETTLED = "unsettled"
@@ -64,7 +67,7 @@ def ensure_schema(engine: Engine, where: str, sqlite_file: Path | None) -> None:
         with engine.connect() as conn:
             revision = current_revision(conn.execution_options(**{READ_ONLY: True}))
     except DatabaseError as exc:
-        kind = StoreBusy if is_locked_error(exc) else StoreError
+        kind = StoreBusy if driver_problem(exc) == "locked" else StoreError
         raise kind(f"{where} cannot be opened as a runstore store: {first_line(exc)}") from exc
     except ForeignDatabase:
         revision = _UNSETTLED
@@ -80,7 +83,7 @@ def ensure_schema(engine: Engine, where: str, sqlite_file: Path | None) -> None:
     except ForeignDatabase as exc:
         raise StoreError(f"{where}: {exc}") from None
     except OperationalError as exc:
-        kind = StoreBusy if is_locked_error(exc) else StoreError
+        kind = StoreBusy if driver_problem(exc) == "locked" else StoreError
         raise kind(f"{where} cannot be migrated: {first_line(exc)}") from exc
 
 

@@ -37,6 +37,8 @@ from runstore.errors import (
     RunNotFound,
     StoreBusy,
     StoreError,
+    StoreWarning,
+    driver_problem,
     first_line,
 )
 from runstore.signals import critical
@@ -62,10 +64,6 @@ _SQLITE_EVENT_ROWS = (
 # One event as the hot path hands it over: (time, event_type, level, message, data as JSON). The
 # time is an aware datetime, or nanoseconds since the epoch (``time.time_ns()``: the cheap clock).
 EventRow = tuple["datetime | int", str, str, "str | None", "str | None"]
-
-
-class StoreWarning(UserWarning):
-    """Something about the store a user should know; the CLI prints it as ``Warning: ...``."""
 
 
 @dataclass
@@ -161,14 +159,13 @@ class Store:
                         raw.execute("PRAGMA journal_mode=WAL")  # type: ignore[union-attr]
                 return
             except (DatabaseError, sqlite3.DatabaseError) as exc:
-                if engines.is_locked_error(exc) and time.monotonic() < deadline:
+                if driver_problem(exc) == "locked" and time.monotonic() < deadline:
                     time.sleep(0.02)
                     continue
-                reason = first_line(exc)
-                if "readonly" in reason.replace(" ", "") or "read-only" in reason:
+                if driver_problem(exc) == "read-only":
                     return  # a read-only store can still be read
                 raise StoreError(
-                    f"{self.where} cannot be opened as a runstore store: {reason}"
+                    f"{self.where} cannot be opened as a runstore store: {first_line(exc)}"
                 ) from exc
 
     # -- transactions ----------------------------------------------------------------------------
@@ -185,7 +182,7 @@ class Store:
         try:
             return engines.retry_locked(attempt)
         except OperationalError as exc:
-            kind = StoreBusy if engines.is_locked_error(exc) else StoreError
+            kind = StoreBusy if driver_problem(exc) == "locked" else StoreError
             raise kind(f"cannot write to {self.where}: {first_line(exc)}") from exc
 
     @contextmanager
