@@ -71,7 +71,7 @@ CANDIDATE_INDEXES = {
 def generate(n: int, jobs: int, seed: int = 20261128) -> Any:
     """Rows for the runs table, oldest first: every job every half hour or so, durations
     log-normal around a per-job typical time, about 5% not completed (a few jobs much flakier)."""
-    from runstore.store.schema import sqlite_timestamp
+    from runstore.store.timestamps import sqlite_timestamp
 
     rng = random.Random(seed)
     now = datetime.now(timezone.utc).replace(microsecond=0)

@@ -10,6 +10,7 @@
     ├── OutputError               1   an output cannot be written where it was asked for
     ├── QueryError                1   ad hoc SQL refused, stopped or failed
     └── StoreError                1   the store cannot be opened, read or written
+        ├── StoreMissing          1   there is no store where one was to be read
         ├── StoreBusy             1   another process held the write lock past every wait
         ├── SchemaTooNew          1   the store was written by a newer runstore
         └── ForeignDatabase       1   the database holds tables of something else
@@ -70,6 +71,17 @@ class QueryError(RunstoreError):
 
 class StoreError(RunstoreError):
     """The store cannot be opened, read or written."""
+
+
+class StoreMissing(StoreError):
+    """There is no store where one was to be read (only recording commands create one)."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            f"no runstore store at {where} (a store is created by the first recorded run; "
+            "check --db / RUNSTORE_DB)"
+        )
+        self.where = where
 
 
 class StoreBusy(StoreError):

@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy import text
 
 from runstore.errors import RunstoreError
-from runstore.history.prune import backup, check
+from runstore.history.backup import backup
+from runstore.history.check import check
 from runstore.record.logger import RunLogger
 from runstore.store import engine as engines
 from runstore.store.schema import SCHEMA_REVISION
@@ -231,7 +232,7 @@ def test_a_copy_that_fails_its_integrity_check_is_never_put_in_place(
 
 def test_backup_of_a_missing_store_does_not_create_one(tmp_path):
     missing = tmp_path / "none.db"
-    with pytest.raises(RunstoreError, match="no store at"):
+    with pytest.raises(RunstoreError, match="no runstore store at"):
         backup(missing, tmp_path / "copy.db")
     assert not missing.exists() and not (tmp_path / "copy.db").exists()
 
@@ -390,7 +391,7 @@ def test_check_of_a_missing_store_is_one_line_and_creates_nothing(tmp_path):
     missing = tmp_path / "none.db"
     result = Cli(str(missing))("db", "check")
     assert result.exit_code == 1
-    assert result.stderr == f"Error: there is no store at {missing}\n"
+    assert result.stderr.startswith(f"Error: no runstore store at {missing} (a store is created")
     assert not missing.exists()
 
 

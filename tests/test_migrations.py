@@ -321,9 +321,8 @@ def test_switching_a_new_store_to_wal_waits_for_another_writer(sqlite_db):
     release = threading.Timer(0.3, other.execute, args=("COMMIT",))
     release.start()
     url = resolve_db(sqlite_db)
-    store = Store(url, engines.get_engine(url))  # schema checked; now the step that switches
-    try:
-        store._ensure_wal()
+    try:  # the schema is checked; now the step that switches
+        engines.ensure_wal(engines.get_engine(url), sqlite_db)
     finally:
         release.join()
         other.close()

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, func, insert, select
 
 from runstore.errors import StoreError, UsageError
-from runstore.history import prune as maintenance
+from runstore.history import prune as pruning
 from runstore.history.prune import prune
 from runstore.store.schema import events, runs
 from runstore.store.store import CounterDeltas, Store
@@ -181,7 +181,7 @@ def test_deletes_in_batches(db, monkeypatch):
 
     # A batch also stops early once it holds many events, to keep each write lock short.
     keys = [add_run(store, f"big{i}", days_ago=100, n_events=10) for i in range(4)]
-    monkeypatch.setattr(maintenance, "PRUNE_BATCH_EVENTS", 25)
+    monkeypatch.setattr(pruning, "PRUNE_BATCH_EVENTS", 25)
     batches.clear()
     prune(store, 90 * 86400, progress=lambda r, e: batches.append((r, e)))
     assert batches == [(2, 20), (4, 40)]

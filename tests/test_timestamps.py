@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from runstore import RunLogger, Store
-from runstore.store.schema import datetime_from_ns, events, sqlite_timestamp, sqlite_timestamp_ns
+from runstore.store.schema import events
+from runstore.store.timestamps import datetime_from_ns, sqlite_timestamp, sqlite_timestamp_ns
 
 # From 1970 to 2100, in nanoseconds.
 moments = st.integers(min_value=0, max_value=4_102_444_800 * 10**9)

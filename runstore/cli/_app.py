@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -17,6 +17,9 @@ from typer.core import TyperGroup
 from runstore import __version__
 from runstore.cli._params import plain_values
 from runstore.errors import RunstoreError, describe
+
+if TYPE_CHECKING:
+    from runstore.store.store import Store
 
 
 class _Group(TyperGroup):
@@ -105,6 +108,21 @@ DbOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+# The most rows a --limit or --tail may ask for: what every backend's integers hold.
+MAX_ROWS = 2**62
+
+
+def open_store(db: str | None) -> Store:
+    """The store for a question, after marking runs whose process is gone as abandoned (cheap:
+    an index on running runs), so every answer tells the truth about what is still running."""
+    from runstore.history.reaper import reap_quietly
+    from runstore.store.store import Store
+
+    store = Store.open(db)
+    reap_quietly(store)
+    return store
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -26,21 +26,21 @@ from runstore.cli._app import error
 
 COMMAND_PACKAGE = "runstore.cli"
 # In the order `runstore --help` lists them: recording first, then asking, then upkeep.
-MODULES = ("run", "exec", "query", "reap", "maintain", "db")
+MODULES = ("run", "exec", "history", "stats", "sql", "prune", "reap", "db")
 # The module of each top-level command. Only a shortcut: a command line naming anything else
 # (a group such as `db`, a typo, no command at all) loads every module.
 COMMAND_MODULES = {
+    "run": "run",
     "exec": "exec",
     "event": "exec",
-    "prune": "maintain",
-    "history": "query",
-    "show": "query",
-    "stats": "query",
-    "check": "query",
-    "export": "query",
-    "sql": "query",
+    "history": "history",
+    "show": "history",
+    "export": "history",
+    "stats": "stats",
+    "check": "stats",
+    "sql": "sql",
+    "prune": "prune",
     "reap": "reap",
-    "run": "run",
 }
 _ROOT_FLAGS = ("--version", "--help", "-h")
 # Start-up creates long-lived objects only (modules, classes, commands): looking for garbage

@@ -1,12 +1,16 @@
-"""``runstore db ...``: where the store is and which schema it has."""
+"""``runstore db ...``: the store itself: where it is, its schema, copies, backups, checks."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from runstore.cli._app import DbOption, db_app
+from runstore.cli._app import DbOption, StaleAfterOption, db_app, error, fail
+from runstore.cli.output import JsonObjectOption, print_json, progress_bar
+from runstore.humanize import human_bytes, plural
 
 
 @db_app.command("path")
@@ -23,10 +27,15 @@ def db_path(db: DbOption = None) -> None:
 @db_app.command("current")
 def db_current(db: DbOption = None) -> None:
     """Print the store's schema revision and the one this runstore writes."""
-    from runstore.store.store import schema_state
+    from runstore.errors import StoreMissing
+    from runstore.store.schema import SCHEMA_REVISION
+    from runstore.store.store import Store
 
-    current, head = schema_state(db)
-    print(f"{current or 'none'} (this runstore: {head})")
+    try:
+        current = Store.open(db, mode="inspect").revision()
+    except StoreMissing:
+        current = None
+    print(f"{current or 'none'} (this runstore: {SCHEMA_REVISION})")
 
 
 @db_app.command("upgrade")
@@ -62,7 +71,6 @@ def db_copy(
 
     Example: `runstore db copy --to postgresql+psycopg://ops@db.internal/runstore`
     """
-    from runstore.cli._app import fail
     from runstore.history.transfer import copy_history
     from runstore.store.location import display, resolve_db
     from runstore.store.store import Store
@@ -72,12 +80,9 @@ def db_copy(
     src_url, dst_url = (
         (resolve_db(db), resolve_db(to)) if to else (resolve_db(source), resolve_db(db))
     )
-    from runstore.store.store import schema_state
-
-    if schema_state(src_url)[0] is None:  # a mistyped source must not become a new empty store
-        fail(f"there is no runstore store at {display(src_url)} to copy from")
-    src, dst = Store.open(src_url), Store.open(dst_url)
-    report = copy_history(src, dst, progress=_copy_progress())
+    # A mistyped source must not become a new empty store: it is opened to read.
+    src, dst = Store.open(src_url, mode="read"), Store.open(dst_url)
+    report = copy_history(src, dst, progress=progress_bar("copying runs"))
     print(
         f"{display(src_url)} -> {display(dst_url)}: {report.copied} runs copied, "
         f"{report.replaced} replaced, {report.skipped} already there; {report.events} events"
@@ -90,21 +95,96 @@ def db_copy(
     )
 
 
-def _copy_progress():  # type: ignore[no-untyped-def]
-    import sys
+@db_app.command("backup")
+def db_backup(
+    file: Annotated[
+        Path, typer.Argument(help="Where to write the copy (- for stdout).", show_default=False)
+    ],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", "-f", help="Replace FILE if it exists, and a -wal/-journal left beside it."
+        ),
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Copy a SQLite store to FILE with SQLite's online backup; safe while runs are writing.
 
-    if not sys.stderr.isatty():
-        return None
-    from rich.console import Console
-    from rich.progress import Progress
+    The copy passes SQLite's integrity check before it takes FILE's place; it is readable by
+    its owner only and never left half-written. For PostgreSQL stores use pg_dump.
 
-    bar = Progress(console=Console(stderr=True), transient=True)
-    task = bar.add_task("copying runs", total=None)
-    bar.start()
+    Example: `runstore db backup ~/backups/runstore-$(date +%F).db`
+    """
+    from runstore.files import descriptor
+    from runstore.history.backup import backup
 
-    def advance(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
-        if done >= total:
-            bar.stop()
+    result = backup(db, file, force=force)
+    print(
+        f"backed up {plural(result.runs, 'run')} to {result.target} "
+        f"({human_bytes(result.bytes)}, schema {result.schema_revision}, integrity ok)",
+        file=sys.stderr if descriptor(str(file)) == 1 else sys.stdout,
+    )
 
-    return advance
+
+@db_app.command("check")
+def db_check(
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="SQLite: PRAGMA quick_check, faster on a large store."),
+    ] = False,
+    stale_after: StaleAfterOption = "5m",
+    as_json: JsonObjectOption = False,
+    db: DbOption = None,
+) -> None:
+    """Check the store: integrity (SQLite), schema revision, runs by status, stale runs.
+
+    Exit 0 when healthy; exit 1 with one `Error:` line per problem when the integrity check
+    fails, the schema is newer than this runstore, or runs are still `running` although their
+    process is gone (`runstore reap` marks them abandoned).
+
+    Example: `runstore db check --quick || alert "run store needs attention"`
+    """
+    from runstore.history.check import check
+    from runstore.humanize import parse_duration
+
+    report = check(db, quick=quick, stale_after_s=parse_duration(stale_after, "--stale-after"))
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        _print_check(report)
+    for problem in report.problems:
+        error(problem)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_check(report: Any) -> None:
+    from runstore.humanize import humane_age
+
+    size = f", {human_bytes(report.size)}" if report.size is not None else ""
+    lines = [("store", f"{report.store} ({report.dialect}{size})")]
+    if report.integrity_ok is None:
+        integrity = "not checked on this backend" if report.dialect != "sqlite" else "not checked"
+    else:
+        integrity = f"{'ok' if report.integrity_ok else 'FAILED'} ({report.integrity_mode})"
+    lines.append(("integrity", integrity))
+    schema = {
+        "current": f"{report.schema_revision} (current)",
+        "older": f"{report.schema_revision}, older than this runstore's "
+        f"{report.code_revision}: `runstore db upgrade` brings it up to date",
+        "newer": f"{report.schema_revision}, NEWER than this runstore's {report.code_revision}",
+    }[report.schema_state]
+    lines.append(("schema", schema))
+    stale_ids = {run["run_id"] for run in report.stale}
+    if report.runs_by_status:
+        counts = ", ".join(f"{n:,} {status}" for status, n in report.runs_by_status.items() if n)
+        lines.append(("runs", f"{report.runs_total:,}" + (f" ({counts})" if counts else "")))
+        lines.append(("running", f"{len(report.running)} ({len(stale_ids)} stale)"))
+    width = max(len(key) for key, _ in lines)
+    for key, value in lines:
+        print(f"{key.ljust(width)}  {value}")
+    for run in report.running:
+        mark = "STALE " if run["run_id"] in stale_ids else ""
+        host = f"pid {run['pid']} on {run['host']}" if run.get("pid") else run.get("host") or ""
+        age = humane_age(run["started_at"])
+        print(f"  {mark}{run['run_id']}  {run['job']}  running for {age}  {host}".rstrip())

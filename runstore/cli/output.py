@@ -11,7 +11,7 @@ import csv
 import json
 import math
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -23,6 +23,7 @@ import typer
 JsonOption = Annotated[bool, typer.Option("--json", help="Output a JSON array.")]
 JsonlOption = Annotated[bool, typer.Option("--jsonl", help="Output one JSON object per line.")]
 CsvOption = Annotated[bool, typer.Option("--csv", help="Output CSV with a header row.")]
+JsonObjectOption = Annotated[bool, typer.Option("--json", help="Output one JSON object.")]
 
 _WIDTH_SAMPLE = 1000  # rows read before text columns are sized; the rest stream
 _WIDTH_SAMPLE_CHARS = 4 << 20  # ...or fewer, when their text is this long
@@ -196,3 +197,38 @@ def emit_record(record: dict[str, Any], fmt: Format, kinds: dict[str, str] | Non
     width = max((len(k) for k in record), default=0)
     for key, value in record.items():
         sys.stdout.write(f"{key.ljust(width)}  {human_value(value, kinds.get(key, 'text'))}\n")
+
+
+def print_json(record: dict[str, Any]) -> None:
+    """One report (a prune, a check) as an indented JSON object, values as machine formats
+    carry them."""
+    print(json.dumps(_jsonable(record), default=str, indent=2))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return raw_value(value)
+
+
+def progress_bar(what: str, total: int | None = None) -> Callable[..., None] | None:
+    """A progress bar on stderr, only when a person is watching: ``advance(done[, total])``,
+    which removes the bar once ``done`` reaches the total."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import Progress
+
+    bar = Progress(console=Console(stderr=True), transient=True)
+    task = bar.add_task(what, total=total)
+    bar.start()
+
+    def advance(done: int, of: int | None = None) -> None:
+        size = of if of is not None else total
+        bar.update(task, completed=done, total=size)
+        if size is not None and done >= size:
+            bar.stop()
+
+    return advance

@@ -88,19 +88,7 @@ def summary_line(summary: dict[str, Any]) -> str:
 
 
 def _progress_bar(total: int) -> Any:
-    """A progress bar on stderr for large inputs, only when a person is watching."""
-    if total < PROGRESS_MIN_ITEMS or not sys.stderr.isatty():
-        return None
-    from rich.console import Console
-    from rich.progress import Progress
+    """A progress bar for large inputs (a small one is done before a bar would show)."""
+    from runstore.cli.output import progress_bar
 
-    bar = Progress(console=Console(stderr=True), transient=True)
-    task = bar.add_task("processing", total=total)
-    bar.start()
-
-    def advance(done: int) -> None:
-        bar.update(task, completed=done)
-        if done >= total:
-            bar.stop()
-
-    return advance
+    return progress_bar("processing", total) if total >= PROGRESS_MIN_ITEMS else None

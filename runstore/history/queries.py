@@ -369,6 +369,3 @@ def check_job(
         f"in {humane_duration(last['duration_ms'])}",
         last,
     )
-
-
-FAILED_STATUSES = NOT_COMPLETED_STATUSES

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runstore.errors import QueryError, UsageError, driver_problem, first_line
-from runstore.store.engine import sqlite_file_uri
+from runstore.store.engine import limited_memory_connection, query_connection
 from runstore.store.store import Store
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -34,7 +34,6 @@ DEFAULT_TIMEOUT_S = 10.0
 MAX_VALUE_BYTES = 16 << 20
 # All of SQLite's memory in a process that runs ad hoc queries: page caches, sorters, values.
 SQLITE_HEAP_BYTES = 192 << 20
-_SQLITE_LIMIT_LENGTH = 0  # sqlite3.SQLITE_LIMIT_LENGTH, named from Python 3.11 on
 
 # Pragmas that only read: allowed bare; the table-valued ones also with a table/index argument.
 _READ_PRAGMAS = {
@@ -94,7 +93,7 @@ def run_query(
     that can reach outside the database is refused unless ``allow_superuser``."""
     if not sql.strip():
         raise UsageError("no SQL given")
-    if store.dialect == "sqlite":
+    if store.is_sqlite:
         with _sqlite_query(store, sql, params or {}, timeout_s) as result:
             yield result
     else:
@@ -108,11 +107,14 @@ def _sqlite_query(
 ) -> Iterator[QueryResult]:
     assert store.path is not None
     # A store this user cannot write is read as it stands (see engine.get_read_only_engine).
-    uri = sqlite_file_uri(store.path, immutable=bool(store.read_only))
-    conn = sqlite3.connect(uri, uri=True, timeout=30)
+    conn = query_connection(
+        store.path,
+        immutable=bool(store.read_only),
+        value_bytes=MAX_VALUE_BYTES,
+        heap_bytes=SQLITE_HEAP_BYTES,
+    )
     bounds = _Bounds(conn)
     try:
-        conn.execute("PRAGMA query_only=1")
         conn.set_authorizer(_authorizer)
         deadline = time.monotonic() + timeout_s
         conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
@@ -148,12 +150,7 @@ class _Bounds:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.problem: str | None = None
-        # The hard heap limit is SQLite's, for the whole process: it can only be lowered.
-        conn.execute(f"PRAGMA hard_heap_limit={SQLITE_HEAP_BYTES}")
-        self._helper = sqlite3.connect(":memory:")
-        for each in (conn, self._helper):
-            if hasattr(each, "setlimit"):  # Python 3.11+; before, the heap limit alone bounds
-                each.setlimit(_SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+        self._helper = limited_memory_connection(MAX_VALUE_BYTES)
         for name in ("printf", "format"):
             conn.create_function(name, -1, self._printf)
 

@@ -41,8 +41,9 @@ from runstore.record.ids import check_run_id, new_run_id
 from runstore.redact import command_line, redact_text
 from runstore.signals import critical
 from runstore.store.location import store_files
-from runstore.store.schema import FINISHED_STATUSES, LEVELS, RunStatus, datetime_from_ns
+from runstore.store.schema import FINISHED_STATUSES, LEVELS, RunStatus
 from runstore.store.store import CounterDeltas, EventRow, Store
+from runstore.store.timestamps import datetime_from_ns
 
 EVENTS_PER_FLUSH = 1000
 FLUSH_INTERVAL_S = 1.0

@@ -1,20 +1,23 @@
-"""Engine creation: the SQLite pragmas, busy handling and pool choice live here and nowhere else."""
+"""Connections to a store: engine creation, every SQLite pragma that sets up a connection, how
+transactions begin, busy handling, the WAL switch, read-only and raw connections. Here and nowhere
+else."""
 
 from __future__ import annotations
 
 import random
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.pool import NullPool, Pool, QueuePool
 
-from runstore.errors import driver_problem
+from runstore.errors import StoreError, driver_problem, first_line
 from runstore.store.location import display, sqlite_path
 
 # Seconds a connection waits for another writer: the default 5 s is too short under load.
@@ -24,6 +27,7 @@ LOCKED_RETRIES = 5
 
 # Execution option that marks a connection as read-only: it begins a deferred transaction.
 READ_ONLY = "runstore_read_only"
+SQLITE_LIMIT_LENGTH = 0  # sqlite3.SQLITE_LIMIT_LENGTH, named from Python 3.11 on
 
 _engines: dict[str, Engine] = {}
 
@@ -77,8 +81,6 @@ def _create(url: str) -> Engine:
         return create_engine(url)  # an in-memory store, for experiments
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-    from runstore.errors import StoreError
-
     try:
         # A small pool: a command reuses its connection (an export of many runs opens one, not
         # one per run); pre-ping replaces a connection the server dropped while a job was quiet.
@@ -116,6 +118,68 @@ def _create_sqlite(creator: Callable[[], Any], poolclass: type[Pool]) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def driver_connection(conn: Connection) -> Any:
+    """The DBAPI connection under ``conn``, for what SQLAlchemy does not do: a PRAGMA outside a
+    transaction, VACUUM, the plain cursor that run_log.json streams through."""
+    return conn.connection.driver_connection
+
+
+@contextmanager
+def foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """SQLite's batch ALTERs copy and drop tables; with foreign keys on, dropping ``runs`` would
+    cascade-delete every event. The pragma only takes effect outside a transaction."""
+    raw = driver_connection(conn)
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:  # also after a failure: the connection goes back to the pool as it came
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
+def ensure_wal(engine: Engine, where: str) -> None:
+    """WAL is a property of the file: set once at creation, checked (and mended) on open.
+    SQLite fails this switch at once, without its busy wait, while another connection writes
+    (a process that lost the race to create the store): so wait here."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            with engine.connect() as conn:
+                raw = driver_connection(conn)
+                if raw.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    raw.execute("PRAGMA journal_mode=WAL")
+            return
+        except (DatabaseError, sqlite3.DatabaseError) as exc:
+            if driver_problem(exc) == "locked" and time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
+            if driver_problem(exc) == "read-only":
+                return  # a read-only store can still be read
+            message = f"{where} cannot be opened as a runstore store: {first_line(exc)}"
+            raise StoreError(message) from exc
+
+
+def query_connection(
+    path: Path, *, immutable: bool, value_bytes: int, heap_bytes: int
+) -> sqlite3.Connection:
+    """A connection for ad hoc SQL that cannot write (``mode=ro`` and ``query_only``), whose
+    values hold at most ``value_bytes`` (SQLite's length limit) and whose process gives SQLite at
+    most ``heap_bytes`` (its hard heap limit: process-wide, and it can only be lowered)."""
+    conn = sqlite3.connect(sqlite_file_uri(path, immutable=immutable), uri=True, timeout=30)
+    conn.execute("PRAGMA query_only=1")
+    conn.execute(f"PRAGMA hard_heap_limit={heap_bytes}")
+    if hasattr(conn, "setlimit"):  # Python 3.11+; before, the heap limit alone bounds
+        conn.setlimit(SQLITE_LIMIT_LENGTH, value_bytes)
+    return conn
+
+
+def limited_memory_connection(value_bytes: int) -> sqlite3.Connection:
+    """An in-memory connection whose values hold at most ``value_bytes``."""
+    conn = sqlite3.connect(":memory:")
+    if hasattr(conn, "setlimit"):
+        conn.setlimit(SQLITE_LIMIT_LENGTH, value_bytes)
+    return conn
 
 
 def retry_locked(work: Callable[[], T], attempts: int = LOCKED_RETRIES) -> T:

@@ -7,6 +7,7 @@ while holding the store's write lock, so two processes never migrate at once.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,10 +19,11 @@ from runstore.errors import (
     SchemaTooNew,
     StoreBusy,
     StoreError,
+    StoreMissing,
     driver_problem,
     first_line,
 )
-from runstore.store.engine import READ_ONLY
+from runstore.store.engine import READ_ONLY, foreign_keys_off
 from runstore.store.schema import KNOWN_REVISIONS, SCHEMA_REVISION
 
 VERSION_TABLE = "alembic_version"
@@ -60,19 +62,30 @@ def current_revision(connection: Connection) -> str | None:
     return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
 
-def ensure_schema(engine: Engine, where: str, sqlite_file: Path | None) -> None:
-    """Create or upgrade the store at ``engine``; raise StoreError if it cannot be used."""
+def read_revision(engine: Engine, where: str) -> str | None:
+    """The store's schema revision (None for an empty database), changing nothing."""
     try:
         # A read: it must not wait for another process's write lock (BEGIN IMMEDIATE would).
         with engine.connect() as conn:
-            revision = current_revision(conn.execution_options(**{READ_ONLY: True}))
+            return current_revision(conn.execution_options(**{READ_ONLY: True}))
     except DatabaseError as exc:
         kind = StoreBusy if driver_problem(exc) == "locked" else StoreError
         raise kind(f"{where} cannot be opened as a runstore store: {first_line(exc)}") from exc
+
+
+def ensure_schema(
+    engine: Engine, where: str, sqlite_file: Path | None, *, create: bool = True
+) -> None:
+    """Create (unless not ``create``: StoreMissing) or upgrade the store at ``engine``; raise
+    StoreError if it cannot be used."""
+    try:
+        revision = read_revision(engine, where)
     except ForeignDatabase:
         revision = _UNSETTLED
     if revision == SCHEMA_REVISION:
         return
+    if revision is None and not create:
+        raise StoreMissing(where)
     if revision not in (None, _UNSETTLED, *KNOWN_REVISIONS):
         raise SchemaTooNew(
             f"{where} is at schema revision {revision}, newer than this runstore knows "
@@ -93,30 +106,20 @@ def upgrade(engine: Engine, backup_of: Path | None = None) -> None:
 
     with engine.connect() as conn:
         sqlite = engine.dialect.name == "sqlite"
-        if sqlite:
-            # Batch ALTERs copy and drop tables; with foreign keys on, dropping `runs` would
-            # cascade-delete every event. The pragma only takes effect outside a transaction.
-            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
-        try:
-            with conn.begin():  # BEGIN IMMEDIATE on SQLite: the write lock, held to the end
-                if not sqlite:
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK})
-                revision = current_revision(conn)  # another process may have migrated meanwhile
-                if revision == SCHEMA_REVISION:
-                    return
-                if revision is not None and backup_of is not None:
-                    backup_copy(backup_of, revision)
-                command.upgrade(alembic_config(conn), "head")
-                if sqlite:
-                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                    if broken:
-                        raise StoreError(
-                            f"migration left {len(broken)} broken references; rolled back"
-                        )
-        finally:
-            # Also after an early return or a failure: the connection goes back to the pool.
+        with foreign_keys_off(conn) if sqlite else nullcontext(), conn.begin():
+            # BEGIN IMMEDIATE on SQLite: the write lock, held to the end
+            if not sqlite:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK})
+            revision = current_revision(conn)  # another process may have migrated meanwhile
+            if revision == SCHEMA_REVISION:
+                return
+            if revision is not None and backup_of is not None:
+                backup_copy(backup_of, revision)
+            command.upgrade(alembic_config(conn), "head")
             if sqlite:
-                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise StoreError(f"migration left {len(broken)} broken references; rolled back")
 
 
 def backup_copy(path: Path, revision: str) -> Path:

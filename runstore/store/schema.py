@@ -6,7 +6,6 @@ Alembic's autogenerate finds any difference between the two.
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
@@ -46,8 +45,10 @@ class RunStatus(str, Enum):
         return self.value
 
 
+# The status sets, beside the statuses: a finished run is any but running; --failed means any
+# finished run that did not complete.
 FINISHED_STATUSES = tuple(s.value for s in RunStatus if s is not RunStatus.RUNNING)
-NOT_COMPLETED_STATUSES = ("failed", "cancelled", "abandoned")
+NOT_COMPLETED_STATUSES = tuple(s for s in FINISHED_STATUSES if s != RunStatus.COMPLETED.value)
 LEVELS = ("debug", "info", "warning", "error")
 
 # Every constraint gets a name: Alembic needs names to alter constraints on SQLite.
@@ -61,33 +62,6 @@ _metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
-
-
-def sqlite_timestamp(moment: datetime) -> str:
-    """A UTC time as SQLite stores it: sortable text that SQLite's date functions understand."""
-    # isoformat with a fixed timespec is several times faster than strftime, same text.
-    return moment.astimezone(timezone.utc).isoformat(" ", "microseconds")[:26]
-
-
-# The last second formatted by sqlite_timestamp_ns, and its text.
-_second: tuple[int, str] = (-1, "")
-
-
-def sqlite_timestamp_ns(nanoseconds: int) -> str:
-    """``sqlite_timestamp`` for a time given as ``time.time_ns()``: the same text, several times
-    faster, as the date and time of day are formatted once per second."""
-    global _second
-    seconds, micros = divmod(nanoseconds // 1000, 1_000_000)
-    second = _second
-    if second[0] != seconds:
-        second = _second = (seconds, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)))
-    return f"{second[1]}.{micros:06d}"
-
-
-def datetime_from_ns(nanoseconds: int) -> datetime:
-    """An aware UTC datetime for a time given as ``time.time_ns()``, to the microsecond."""
-    seconds, micros = divmod(nanoseconds // 1000, 1_000_000)
-    return datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=micros)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -156,6 +130,10 @@ runs = Table(
     UniqueConstraint("run_id"),
     CheckConstraint(f"status IN ({_status_list})", name="status"),
 )
+
+# "Newest first", everywhere: by start time, and among runs started in the same instant, the one
+# recorded last first.
+NEWEST_FIRST = (runs.c.started_at.desc(), runs.c.id.desc())
 
 # Each index serves a named query.
 Index("ix_runs_started_at", runs.c.started_at)  # history, newest first

@@ -1,4 +1,5 @@
-"""A SQLite store as a file: online backup, checked before it counts.
+"""A SQLite store as a file: online backup (checked before it counts), checkpoint and VACUUM,
+size and free space, integrity.
 
 A backup is written under a temporary name beside its target (a killed backup leaves only a
 temporary file, which the next command removes, never a ``.bak`` with a hot journal that would
@@ -7,16 +8,22 @@ roll back to nothing), checked with ``PRAGMA integrity_check``, and only then re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from runstore.errors import RunstoreError, StoreError
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from runstore.errors import RunstoreError, StoreError, first_line
 from runstore.files import sweep_leftovers, temporary_path
-from runstore.store.engine import sqlite_file_uri
+from runstore.store.engine import driver_connection, sqlite_file_uri
 
 # Files SQLite would read together with a database file of that name: a stale one left by
 # another database turns a good copy into a broken store.
@@ -142,3 +149,73 @@ def _place(temporary: Path, target: Path, replace: bool) -> None:
         if target.exists():  # a filesystem without hard links
             raise RunstoreError(f"{target} already exists; use --force to replace it") from None
         os.replace(temporary, target)
+
+
+# -- size, space, integrity ------------------------------------------------------------------------
+
+
+def file_bytes(path: Path) -> int:
+    """The store file and its write-ahead log, in bytes."""
+    total = 0
+    for part in (path, path.with_name(path.name + "-wal")):
+        with contextlib.suppress(FileNotFoundError):
+            total += part.stat().st_size
+    return total
+
+
+def free_bytes(engine: Engine) -> int:
+    """Bytes of free pages inside a SQLite file: what VACUUM would give back to the disk."""
+    with engine.connect() as conn:
+        raw = driver_connection(conn)
+        pages = raw.execute("PRAGMA freelist_count").fetchone()[0]
+        page_size = raw.execute("PRAGMA page_size").fetchone()[0]
+    return int(pages) * int(page_size)
+
+
+def vacuum(engine: Engine) -> str | None:
+    """Checkpoint, VACUUM, checkpoint again (the rewritten file lands in the WAL first); what
+    went wrong, or None."""
+    with engine.connect() as conn:
+        # VACUUM refuses to run inside a transaction, so bypass SQLAlchemy's BEGIN.
+        raw = driver_connection(conn)
+        try:
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            raw.execute("VACUUM")
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            return f"VACUUM failed: {exc}"
+    return None
+
+
+def integrity_problems(engine: Engine, *, quick: bool = False) -> list[str]:
+    """What SQLite's integrity check (``quick_check`` if ``quick``) finds, one line each; with
+    the full check also orphan events, the one damage it does not look for. Empty: healthy."""
+    messages = _pragma_lines(engine, "quick_check" if quick else "integrity_check")
+    if messages == ["ok"]:
+        messages = []
+    if not quick:
+        broken = _pragma_lines(engine, "foreign_key_check", describe=_describe_orphans)
+        messages += [line for line in broken if line not in messages]
+    return messages
+
+
+def _pragma_lines(
+    engine: Engine, pragma: str, describe: Callable[[list[Any]], list[str]] | None = None
+) -> list[str]:
+    """A checking pragma's findings, one per line (SQLite packs several lines into one row)."""
+    try:
+        with engine.connect() as conn:
+            rows = driver_connection(conn).execute(f"PRAGMA {pragma}").fetchall()
+    except (DBAPIError, sqlite3.DatabaseError) as exc:  # damage that stops the check itself
+        return [first_line(exc)]
+    if describe is not None:
+        return describe(list(rows))
+    lines = (line.strip() for row in rows for line in str(row[0]).splitlines())
+    return [line for line in lines if line and not line.startswith("*** in database")]
+
+
+def _describe_orphans(rows: list[Any]) -> list[str]:
+    if not rows:
+        return []
+    tables = sorted({str(row[0]) for row in rows})
+    return [f"{len(rows)} rows in {', '.join(tables)} refer to rows that do not exist"]

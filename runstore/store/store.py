@@ -1,4 +1,4 @@
-"""The store: opening a database, and every write and read of runs and events.
+"""The store: the one way to open a database, and every write and read of runs and events.
 
 Nothing here knows about terminals or Typer. Writes go through ``Store.write``, which begins the
 transaction IMMEDIATE on SQLite and retries when the database stays locked past the busy wait.
@@ -7,9 +7,7 @@ transaction IMMEDIATE on SQLite and retries when the database stays locked past 
 from __future__ import annotations
 
 import os
-import sqlite3
 import stat
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,19 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import count, repeat
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    Text,
-    cast,
-    func,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
+from sqlalchemy import Connection, Engine, Text, cast, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from runstore.errors import (
     AmbiguousRunId,
@@ -37,6 +26,7 @@ from runstore.errors import (
     RunNotFound,
     StoreBusy,
     StoreError,
+    StoreMissing,
     StoreWarning,
     driver_problem,
     first_line,
@@ -44,17 +34,17 @@ from runstore.errors import (
 from runstore.signals import critical
 from runstore.store import engine as engines
 from runstore.store.location import display, network_filesystem_warning, resolve_db, sqlite_path
-from runstore.store.migrate import current_revision, ensure_schema
-from runstore.store.schema import (
-    SCHEMA_REVISION,
-    datetime_from_ns,
-    events,
-    runs,
-    sqlite_timestamp,
-    sqlite_timestamp_ns,
-)
+from runstore.store.migrate import ensure_schema, read_revision
+from runstore.store.schema import NEWEST_FIRST, SCHEMA_REVISION, events, runs
+from runstore.store.timestamps import server_time, sqlite_time
 
 T = TypeVar("T")
+
+# How a command opens the store:
+#   write    create it if missing, upgrade it if older (recording commands, upkeep)
+#   read     it must exist; upgrade it if older (the questions)
+#   inspect  it must exist; change nothing at all, not even its WAL mode (db check, backups)
+OpenMode = Literal["write", "read", "inspect"]
 
 _SQLITE_EVENT_ROWS = (
     "SELECT seq, substr(ts, 1, 10) || 'T' || substr(ts, 12) || '+00:00', event_type, level, "
@@ -75,59 +65,77 @@ class CounterDeltas:
     items_ok: int = 0
     items_failed: int = 0
 
+    def add(self, other: CounterDeltas) -> None:
+        self.warnings += other.warnings
+        self.errors += other.errors
+        self.items_ok += other.items_ok
+        self.items_failed += other.items_failed
+
 
 class Store:
-    """A run store at one database URL."""
+    """A run store at one database URL. ``Store.open`` is the way to get one."""
 
-    def __init__(self, url: str, engine: Engine) -> None:
+    def __init__(self, url: str, engine: Engine, *, read_only: str = "") -> None:
         self.url = url
         self.engine = engine
-        self.dialect = engine.dialect.name
-        self.path = sqlite_path(url)
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self.path = sqlite_path(url)  # the SQLite file, or None
         self.where = display(url)
         # Why this store can only be read (a file this user may not write, a full disk), or "".
-        self.read_only = ""
+        self.read_only = read_only
         placeholder = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._insert_events_sql = (
             "INSERT INTO events (run_pk, seq, ts, event_type, level, message, data) "
             f"VALUES ({', '.join([placeholder] * 7)})"
         )
         self._db_time: Callable[[datetime | int], Any] = (
-            _sqlite_time if self.dialect == "sqlite" else _server_time
+            sqlite_time if self.is_sqlite else server_time
         )
 
-    # -- opening ---------------------------------------------------------------------------------
-
     @classmethod
-    def open(cls, db: str | os.PathLike[str] | None = None) -> Store:
-        """Open (creating or upgrading as needed) the store named by ``db``/RUNSTORE_DB/default."""
+    def open(cls, db: str | os.PathLike[str] | None = None, *, mode: OpenMode = "write") -> Store:
+        """The store named by ``db``, else RUNSTORE_DB, else the per-user default; ``mode`` says
+        what opening it may do (see ``OpenMode``). StoreMissing when ``read``/``inspect`` find
+        none; a SQLite file this user cannot write, or on a full disk, opens read-only."""
         url = resolve_db(db)
         path = sqlite_path(url)
         if path is not None:
-            _prepare_sqlite_file(path)
+            _check_sqlite_file(path, create=mode == "write")
+        if mode == "inspect":
+            return cls._inspect(url, path)
         store = cls(url, engines.get_engine(url))
         try:
             # Schema first: a file that is not a runstore store is refused before anything
             # changes it.
-            ensure_schema(store.engine, store.where, path)
-        except StoreError:
+            ensure_schema(store.engine, store.where, path, create=mode == "write")
+        except StoreError as exc:
             why = _only_readable(path) if path is not None else None
-            if path is None or why is None:
+            if path is None or why is None or isinstance(exc, StoreMissing):
                 raise
             return cls._open_read_only(url, path, why)
         if path is not None:
-            store._ensure_wal()
+            engines.ensure_wal(store.engine, store.where)
             caution = network_filesystem_warning(path)
             if caution is not None:
                 warnings.warn(caution, StoreWarning, stacklevel=2)
         return store
 
     @classmethod
+    def _inspect(cls, url: str, path: Path | None) -> Store:
+        why = _only_readable(path) if path is not None else None
+        if path is not None and why is not None:
+            store = cls(url, engines.get_read_only_engine(path), read_only=why)
+        else:
+            store = cls(url, engines.get_engine(url))
+        if store.revision() is None:
+            raise StoreMissing(store.where)
+        return store
+
+    @classmethod
     def _open_read_only(cls, url: str, path: Path, why: str) -> Store:
         """A store file we cannot write (``why``): readable as a snapshot; every write fails
         clearly."""
-        store = cls(url, engines.get_read_only_engine(path))
-        store.read_only = why
+        store = cls(url, engines.get_read_only_engine(path), read_only=why)
         wal = path.with_name(path.name + "-wal")
         if wal.exists() and wal.stat().st_size > 0:
             warnings.warn(
@@ -136,8 +144,7 @@ class Store:
                 StoreWarning,
                 stacklevel=2,
             )
-        with store.read() as conn:
-            revision = current_revision(conn)
+        revision = store.revision()
         if revision != SCHEMA_REVISION:
             raise StoreError(
                 f"{store.where} is read-only and at schema revision {revision}; this runstore "
@@ -145,28 +152,9 @@ class Store:
             )
         return store
 
-    def _ensure_wal(self) -> None:
-        # WAL is a property of the file: set once at creation, checked (and mended) on open.
-        # SQLite fails this switch at once, without its busy wait, while another connection
-        # writes (a process that lost the race to create the store): so wait here.
-        deadline = time.monotonic() + engines.SQLITE_BUSY_TIMEOUT_S
-        while True:
-            try:
-                with self.engine.connect() as conn:
-                    raw = conn.connection.driver_connection
-                    mode = raw.execute("PRAGMA journal_mode").fetchone()[0]  # type: ignore[union-attr]
-                    if mode.lower() != "wal":
-                        raw.execute("PRAGMA journal_mode=WAL")  # type: ignore[union-attr]
-                return
-            except (DatabaseError, sqlite3.DatabaseError) as exc:
-                if driver_problem(exc) == "locked" and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                    continue
-                if driver_problem(exc) == "read-only":
-                    return  # a read-only store can still be read
-                raise StoreError(
-                    f"{self.where} cannot be opened as a runstore store: {first_line(exc)}"
-                ) from exc
+    def revision(self) -> str | None:
+        """The store's schema revision; None for an empty database."""
+        return read_revision(self.engine, self.where)
 
     # -- transactions ----------------------------------------------------------------------------
 
@@ -191,7 +179,7 @@ class Store:
         read transaction; REPEATABLE READ on a server, where runs of other hosts commit while we
         read), and its transaction never writes."""
         with self.engine.connect() as conn:
-            if self.dialect != "sqlite":
+            if not self.is_sqlite:
                 conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
             yield conn.execution_options(**{engines.READ_ONLY: True})
 
@@ -267,7 +255,7 @@ class Store:
     def _heartbeat(self, local: datetime) -> Any:
         """A heartbeat time. On a server shared by many hosts it is the server's own clock, so
         the reaper on another host compares it with that same clock, whatever the skew."""
-        return local if self.dialect == "sqlite" else func.now()
+        return local if self.is_sqlite else func.now()
 
     def beat(self, run_pk: int, local: datetime) -> None:
         """Mark a quiet run alive."""
@@ -275,7 +263,7 @@ class Store:
 
     def now(self) -> datetime:
         """The time that heartbeats are written in: this machine's, or the server's."""
-        if self.dialect == "sqlite":
+        if self.is_sqlite:
             return datetime.now(timezone.utc)
         with self.read() as conn:
             moment: datetime = conn.execute(select(func.now())).scalar_one()
@@ -315,7 +303,7 @@ class Store:
                 conn.execute(
                     select(runs)
                     .where(self._starts_with(runs.c.run_id, ref))
-                    .order_by(runs.c.started_at.desc())
+                    .order_by(*NEWEST_FIRST)
                     .limit(51)
                 )
                 .mappings()
@@ -329,7 +317,7 @@ class Store:
 
     def _starts_with(self, column: Any, prefix: str) -> Any:
         """A case-sensitive prefix match that can use the column's index."""
-        if self.dialect == "sqlite":
+        if self.is_sqlite:
             # SQLite's LIKE ignores case and skips the index; GLOB does neither.
             escaped = "".join(f"[{c}]" if c in "*?[" else c for c in prefix)
             return column.op("GLOB")(escaped + "*")
@@ -339,7 +327,7 @@ class Store:
     def iter_event_rows(self, run_pk: int, batch_size: int = 5000) -> Iterator[tuple[Any, ...]]:
         """A run's events as tuples (seq, ISO-8601 time, type, level, message, data JSON text),
         streamed without per-row type conversion: the fast path behind run_log.json."""
-        if self.dialect == "sqlite":
+        if self.is_sqlite:
             yield from self._iter_sqlite_event_rows(run_pk, batch_size)
             return
         query = (
@@ -364,7 +352,7 @@ class Store:
         # turns its "YYYY-MM-DD HH:MM:SS.ffffff" (UTC) into ISO-8601 by string surgery. One
         # SELECT reads one consistent snapshot.
         with self.read() as conn:
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor = engines.driver_connection(conn).cursor()
             try:
                 cursor.arraysize = batch_size
                 yield from cursor.execute(_SQLITE_EVENT_ROWS, (run_pk,))
@@ -374,14 +362,6 @@ class Store:
     def count_runs(self) -> int:
         with self.read() as conn:
             return int(conn.execute(select(func.count()).select_from(runs)).scalar_one())
-
-
-def _sqlite_time(moment: datetime | int) -> str:
-    return sqlite_timestamp_ns(moment) if isinstance(moment, int) else sqlite_timestamp(moment)
-
-
-def _server_time(moment: datetime | int) -> datetime:
-    return datetime_from_ns(moment) if isinstance(moment, int) else moment
 
 
 def _writable(path: Path) -> bool:
@@ -403,9 +383,10 @@ def _only_readable(path: Path) -> str | None:
     return "the disk holding it is full" if full else None
 
 
-def _prepare_sqlite_file(path: Path) -> None:
-    """Create a missing store file (and its directory) readable by its owner only; say plainly
-    why a store file cannot be used (before SQLite says "unable to open database file")."""
+def _check_sqlite_file(path: Path, *, create: bool) -> None:
+    """Say plainly why a store file cannot be used (before SQLite says "unable to open database
+    file"); with ``create``, create a missing one (and its directory), readable by its owner
+    only, else StoreMissing."""
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -418,6 +399,8 @@ def _prepare_sqlite_file(path: Path) -> None:
         if not os.access(path, os.R_OK):
             raise StoreError(f"cannot read the store {path}: Permission denied")
         return
+    if not create:
+        raise StoreMissing(str(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except FileExistsError:  # the parent, or one above it, is a file
@@ -431,28 +414,3 @@ def _prepare_sqlite_file(path: Path) -> None:
         return  # another process created it first
     except OSError as exc:
         raise StoreError(f"cannot create the store at {path}: {exc.strerror}") from exc
-
-
-def reading_engine(url: str) -> Engine:
-    """An engine for reading the store at ``url`` without changing it; a SQLite file this user
-    may not write is read as it stands."""
-    path = sqlite_path(url)
-    if path is not None and _only_readable(path) is not None:
-        return engines.get_read_only_engine(path)
-    return engines.get_engine(url)
-
-
-def schema_state(db: str | os.PathLike[str] | None = None) -> tuple[str | None, str]:
-    """(the store's schema revision or None, the revision this code writes), changing nothing."""
-    from runstore.store.migrate import current_revision
-    from runstore.store.schema import SCHEMA_REVISION
-
-    url = resolve_db(db)
-    path = sqlite_path(url)
-    if path is not None and not path.exists():
-        return None, SCHEMA_REVISION
-    try:
-        with reading_engine(url).connect() as conn:
-            return current_revision(conn), SCHEMA_REVISION
-    except DatabaseError as exc:
-        raise StoreError(f"{display(url)} cannot be read: {first_line(exc)}") from exc

@@ -1,20 +1,15 @@
-"""The questions: ``history``, ``show``, ``stats``, ``check``, ``export``, ``sql``."""
+"""The runs: ``history`` lists them, ``show`` tells one, ``export`` writes its run_log.json."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-from runstore.cli._app import DbOption, app, fail
+from runstore.cli._app import MAX_ROWS, DbOption, app, fail, open_store
 from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption
-
-if TYPE_CHECKING:
-    from runstore.store.store import Store
-
-MAX_ROWS = 2**62  # what every backend's integers hold
 
 HISTORY_COLUMNS = [
     Column("run_id", "RUN"),
@@ -34,17 +29,6 @@ MACHINE_HISTORY_COLUMNS = [
         "host",
     )
 ]  # fmt: skip
-
-
-def open_store(db: str | None) -> Store:
-    """The store, after marking runs whose process is gone as abandoned (cheap: an index on
-    running runs), so every answer tells the truth about what is still running."""
-    from runstore.history.reaper import reap_quietly
-    from runstore.store.store import Store
-
-    store = Store.open(db)
-    reap_quietly(store)
-    return store
 
 
 def _for_display(row: dict[str, Any]) -> dict[str, Any]:
@@ -219,101 +203,6 @@ def show(
     emit(evs, EVENT_COLUMNS, fmt)
 
 
-STATS_COLUMNS = [
-    Column("job", "JOB"),
-    Column("runs", "RUNS", "number"),
-    Column("completed", "OK", "number"),
-    Column("failed", "FAILED", "number"),
-    Column("failure_rate_pct", "FAIL%", "number"),
-    Column("p50_ms", "P50", "duration"),
-    Column("p95_ms", "P95", "duration"),
-    Column("max_ms", "MAX", "duration"),
-    Column("last_status", "LAST"),
-    Column("last_started_at", "LAST RUN", "time"),
-    Column("failure_streak", "STREAK", "number"),
-    Column("last_success_at", "LAST SUCCESS", "time"),
-]
-MACHINE_STATS_COLUMNS = [
-    Column(key, key)
-    for key in (
-        "job", "runs", "completed", "failed", "running", "failure_rate", "p50_ms", "p95_ms",
-        "max_ms", "last_status", "last_started_at", "failure_streak", "last_success_at",
-    )
-]  # fmt: skip
-
-
-@app.command()
-def stats(
-    since: Annotated[
-        str | None,
-        typer.Option(
-            "--since", help="Only runs started since (30m, 7d, an ISO date...). Default: all."
-        ),
-    ] = None,
-    job: Annotated[list[str] | None, typer.Option("--job", "-j", help="Only this job.")] = None,
-    as_json: JsonOption = False,
-    as_jsonl: JsonlOption = False,
-    as_csv: CsvOption = False,
-    db: DbOption = None,
-) -> None:
-    """Per job: runs, failures, failure rate, p50/p95/max duration, last run, failure streak.
-
-    Example: `runstore stats --since 30d`
-    """
-    from runstore.cli.output import Format, choose_format, emit
-    from runstore.history.queries import stats as query_stats
-    from runstore.humanize import parse_when
-
-    fmt = choose_format(as_json, as_jsonl, as_csv)
-    window = parse_when(since, "--since") if since else None
-    rows = query_stats(open_store(db), since=window, jobs=job or [])
-    if fmt in (Format.TABLE, Format.TEXT):
-        for row in rows:
-            rate = row["failure_rate"]
-            row["failure_rate_pct"] = f"{rate * 100:.1f}" if rate is not None else ""
-        if not rows and fmt is Format.TABLE:
-            print("no runs match", file=sys.stderr)
-            return
-        emit(rows, STATS_COLUMNS, fmt)
-    else:
-        emit(rows, MACHINE_STATS_COLUMNS, fmt)
-
-
-@app.command()
-def check(
-    job: Annotated[str, typer.Argument(help="The job to check.")],
-    max_age: Annotated[
-        str | None,
-        typer.Option("--max-age", help="Fail when the last success finished longer ago: 26h, 7d."),
-    ] = None,
-    max_duration: Annotated[
-        str | None,
-        typer.Option("--max-duration", help="Fail when a run has been running longer: 10m."),
-    ] = None,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print nothing when healthy.")
-    ] = False,
-    db: DbOption = None,
-) -> None:
-    """Exit 0 when JOB's last run completed in time; else exit 1 with the reason on one line.
-
-    For cron monitors and shell: `runstore check nightly-backup --max-age 26h && echo healthy`
-    """
-    from runstore.history.queries import check_job
-    from runstore.humanize import parse_duration
-
-    result = check_job(
-        open_store(db),
-        job,
-        max_age_s=parse_duration(max_age, "--max-age") if max_age else None,
-        max_duration_s=parse_duration(max_duration, "--max-duration") if max_duration else None,
-    )
-    if not result.ok:
-        fail(result.reason, 1)
-    if not quiet:
-        print(f"ok: {result.reason}")
-
-
 @app.command()
 def export(
     run: Annotated[
@@ -366,80 +255,3 @@ def export(
     with target as out:
         for record in iter_history(store, flt):  # streamed: memory stays flat in the run count
             write_run_log_line(out, store, record)
-
-
-@app.command()
-def sql(
-    query: Annotated[str, typer.Argument(help="One SELECT statement, or - to read it from stdin.")],
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param",
-            "-p",
-            metavar="NAME=VALUE",
-            help="A named parameter: `-p job=nightly` for :job. Repeatable.",
-        ),
-    ] = None,
-    timeout: Annotated[
-        str, typer.Option("--timeout", help="Stop the query after this long.")
-    ] = "10s",
-    allow_superuser: Annotated[
-        bool,
-        typer.Option(
-            "--allow-superuser",
-            help="PostgreSQL: run even as a role that can reach outside the database.",
-        ),
-    ] = False,
-    as_json: JsonOption = False,
-    as_jsonl: JsonlOption = False,
-    as_csv: CsvOption = False,
-    db: DbOption = None,
-) -> None:
-    """Run a read-only SQL query against the store (tables runs and events, views run_summary
-    and job_stats). Anything that would change the store is refused; the query is bounded in
-    time (--timeout) and in memory (16 MB a value; on SQLite 192 MB in all).
-
-    Example: `runstore sql "select job, count(*) from runs where status = 'failed' group by job"`
-    """
-    from runstore.cli.output import choose_format, emit
-    from runstore.history.sql import run_query
-    from runstore.humanize import parse_duration
-
-    fmt = choose_format(as_json, as_jsonl, as_csv)
-    text = sys.stdin.read() if query == "-" else query
-    params = _named_params(param or [])
-    with run_query(
-        open_store(db),
-        text,
-        params,
-        timeout_s=parse_duration(timeout, "--timeout"),
-        allow_superuser=allow_superuser,
-    ) as result:
-        keys = _unique_names(result.columns)
-        columns = [Column(key, key) for key in keys]
-        emit((dict(zip(keys, row)) for row in result.rows), columns, fmt)
-
-
-def _unique_names(names: list[str]) -> list[str]:
-    """``select * from runs join events ...`` has two ``id`` columns; the second becomes ``id_2``
-    instead of overwriting the first."""
-    seen: set[str] = set()
-    unique = []
-    for name in names:
-        key, n = name, 1
-        while key in seen:
-            n += 1
-            key = f"{name}_{n}"
-        seen.add(key)
-        unique.append(key)
-    return unique
-
-
-def _named_params(words: list[str]) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for word in words:
-        name, sep, value = word.partition("=")
-        if not sep or not name.strip():
-            fail(f"--param takes NAME=VALUE (got {word!r})", 2)
-        params[name.strip().lstrip(":")] = value
-    return params

@@ -1,0 +1,88 @@
+"""``runstore sql``: read-only ad hoc SQL against the store."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from runstore.cli._app import DbOption, app, fail, open_store
+from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="One SELECT statement, or - to read it from stdin.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="NAME=VALUE",
+            help="A named parameter: `-p job=nightly` for :job. Repeatable.",
+        ),
+    ] = None,
+    timeout: Annotated[
+        str, typer.Option("--timeout", help="Stop the query after this long.")
+    ] = "10s",
+    allow_superuser: Annotated[
+        bool,
+        typer.Option(
+            "--allow-superuser",
+            help="PostgreSQL: run even as a role that can reach outside the database.",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+    as_jsonl: JsonlOption = False,
+    as_csv: CsvOption = False,
+    db: DbOption = None,
+) -> None:
+    """Run a read-only SQL query against the store (tables runs and events, views run_summary
+    and job_stats). Anything that would change the store is refused; the query is bounded in
+    time (--timeout) and in memory (16 MB a value; on SQLite 192 MB in all).
+
+    Example: `runstore sql "select job, count(*) from runs where status = 'failed' group by job"`
+    """
+    from runstore.cli.output import choose_format, emit
+    from runstore.history.sql import run_query
+    from runstore.humanize import parse_duration
+
+    fmt = choose_format(as_json, as_jsonl, as_csv)
+    text = sys.stdin.read() if query == "-" else query
+    params = _named_params(param or [])
+    with run_query(
+        open_store(db),
+        text,
+        params,
+        timeout_s=parse_duration(timeout, "--timeout"),
+        allow_superuser=allow_superuser,
+    ) as result:
+        keys = _unique_names(result.columns)
+        columns = [Column(key, key) for key in keys]
+        emit((dict(zip(keys, row)) for row in result.rows), columns, fmt)
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """``select * from runs join events ...`` has two ``id`` columns; the second becomes ``id_2``
+    instead of overwriting the first."""
+    seen: set[str] = set()
+    unique = []
+    for name in names:
+        key, n = name, 1
+        while key in seen:
+            n += 1
+            key = f"{name}_{n}"
+        seen.add(key)
+        unique.append(key)
+    return unique
+
+
+def _named_params(words: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for word in words:
+        name, sep, value = word.partition("=")
+        if not sep or not name.strip():
+            fail(f"--param takes NAME=VALUE (got {word!r})", 2)
+        params[name.strip().lstrip(":")] = value
+    return params
