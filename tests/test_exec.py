@@ -480,7 +480,7 @@ def test_capture_memory_is_bounded_without_newlines():
 def test_capture_stores_undecodable_bytes_and_nul_readably():
     capture = OutputCapture()
     [line] = capture.feed("stderr", b"bad \xff\xfe byte \x00 here\r\n")
-    assert line.text == "bad \ufffd\ufffd byte \ufffd here"
+    assert line.text == "bad \ufffd\ufffd byte \\x00 here"  # NUL: the store's one policy
 
 
 # -- --quiet's spool -------------------------------------------------------------------------------

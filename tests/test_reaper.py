@@ -75,8 +75,8 @@ def test_other_hosts_are_judged_by_their_heartbeat(db):
         "never-beat": None,
     }
     for name, beat in beats.items():
-        run = RunLogger(job="remote", run_id=name, store=store)
-        run._stop.set()  # stands in for a process on another machine: no heartbeats from here
+        # stands in for a process on another machine: no flush, no heartbeat from here
+        RunLogger(job="remote", run_id=name, store=store, flush_interval=3600)
         _set(store, name, host="worker-7.example", pid=4242, heartbeat_at=beat,
              started_at=now - timedelta(hours=1))  # fmt: skip
     stale = {r["run_id"]: r for r in find_stale(store, stale_after_s=300)}
@@ -113,13 +113,12 @@ def test_reap_command_lists_and_marks(db, cli):
 def test_a_writer_whose_clock_is_behind_is_not_taken_for_dead(postgres_db, monkeypatch):
     """On a shared server heartbeats are in the server's time: a host whose clock runs ten
     minutes slow still looks alive to the reapers of other hosts."""
-    import runstore.record.logger as logger_module
+    from runstore.record import batcher
 
     store = Store.open(postgres_db)
     slow = datetime.now(timezone.utc) - timedelta(minutes=10)
-    monkeypatch.setattr(logger_module, "_now", lambda: slow)
-    run = RunLogger(job="remote", run_id="slow-clock", store=store)
-    run._stop.set()
+    monkeypatch.setattr(batcher, "local_now", lambda: slow)
+    run = RunLogger(job="remote", run_id="slow-clock", store=store, flush_interval=3600)
     _set(store, "slow-clock", host="worker-9.example", pid=4242)
     run.log_warning("a beat")  # flushed at once, with the heartbeat
     assert find_stale(store, stale_after_s=300) == []

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
+from runstore.store.schema import storable_text
+
 STDOUT = "stdout"
 STDERR = "stderr"
 STREAMS = (STDOUT, STDERR)
@@ -259,8 +261,7 @@ def _text(raw: bytes | bytearray) -> str:
     text = raw.decode("utf-8", "replace")
     if text.endswith("\r"):
         text = text[:-1]
-    # NUL cannot be stored in PostgreSQL text; a replacement character keeps the line readable.
-    return text.replace("\x00", "\ufffd")
+    return storable_text(text)
 
 
 # -- --quiet ---------------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ from runstore.exec.capture import (
 )
 from runstore.humanize import format_duration
 from runstore.redact import redact_text
+from runstore.store.schema import MAX_JOB
 
 # NAME=value, as a shell reads it before a command (and as `exec` is sometimes mistakenly given).
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
@@ -114,7 +115,7 @@ def default_job_name(argv: Sequence[str]) -> str:
     is redacted: a job name is shown everywhere."""
     program = next((word for word in argv if not _ASSIGNMENT.match(word)), argv[0])
     name = os.path.basename(program.rstrip("/")) or program or "exec"
-    return redact_text(name)[:200]
+    return redact_text(name)[:MAX_JOB]
 
 
 def run_command(

@@ -22,7 +22,7 @@ from runstore.errors import StoreError
 from runstore.store.schema import RunStatus, runs
 from runstore.store.store import Store
 
-# A live run beats every 30 s (logger.HEARTBEAT_INTERVAL_S); ten missed beats mean it is gone.
+# A live run beats every 30 s (record.batcher.HEARTBEAT_INTERVAL_S); ten missed beats: gone.
 STALE_AFTER_S = 300.0
 
 _COLUMNS = (

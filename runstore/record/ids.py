@@ -7,9 +7,11 @@ import secrets
 from datetime import datetime, timezone
 
 from runstore.errors import UsageError
+from runstore.store.schema import MAX_RUN_ID
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32: no i, l, o, u
-_VALID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,63}\Z")  # \Z: "$" lets a final newline in
+# \Z: "$" would let a final newline in.
+_VALID = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{{0,{MAX_RUN_ID - 1}}}\Z")
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -24,7 +26,7 @@ def check_run_id(run_id: str) -> str:
     """A caller's run id must be usable on a command line and in a file name."""
     if not _VALID.match(run_id):
         raise UsageError(
-            f"invalid run id {run_id!r}: use 1-64 letters, digits or ._:@+=- "
+            f"invalid run id {run_id!r}: use 1-{MAX_RUN_ID} letters, digits or ._:@+=- "
             "(starting with a letter or digit)"
         )
     return run_id

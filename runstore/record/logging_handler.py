@@ -20,8 +20,10 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
+from runstore import env
+
 if TYPE_CHECKING:
-    from runstore.record.logger import RunLogger
+    from runstore.record.logger import AttachedRun, RunLogger
 
 # Records the store's own machinery logs while writing: recording them would feed back.
 IGNORED_LOGGERS = ("sqlalchemy", "alembic")
@@ -58,7 +60,7 @@ class LoggingHandler(logging.Handler):
         level: int = logging.NOTSET,
     ) -> None:
         super().__init__(level)
-        self._run = run
+        self._run: RunLogger | AttachedRun | None = run
         self._owns_run = False
         self._run_id = run_id
         self._db = db
@@ -66,14 +68,14 @@ class LoggingHandler(logging.Handler):
         self._guard = threading.local()
 
     @property
-    def run(self) -> RunLogger | None:
+    def run(self) -> RunLogger | AttachedRun | None:
         """The run records go to; None outside a run (or after the store failed)."""
         if self._run is None and not self._disabled:
             self._attach()
         return self._run
 
     def _attach(self) -> None:
-        if not (self._run_id or os.environ.get("RUNSTORE_RUN_ID")):
+        if not (self._run_id or os.environ.get(env.RUN_ID)):
             self._disabled = True  # not inside a run: nothing to record into
             return
         from runstore.record.logger import RunLogger

@@ -27,8 +27,9 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="microseconds") if moment is not None else None
 
 
-def run_header(run: dict[str, Any]) -> dict[str, Any]:
-    """The run-level keys of run_log.json, in a stable order."""
+def run_summary(run: dict[str, Any]) -> dict[str, Any]:
+    """A run row as people and scripts read it, in a stable order: what ``RunLogger.finish``
+    returns (and ``runstore run --json`` prints) and the head of run_log.json."""
     return {
         "run_id": run["run_id"],
         "job": run["job"],
@@ -46,9 +47,12 @@ def run_header(run: dict[str, Any]) -> dict[str, Any]:
         },
         "exit_code": run["exit_code"],
         "error_summary": run["error_summary"],
-        "host": run["host"],
-        "command": run["command"],
     }
+
+
+def run_header(run: dict[str, Any]) -> dict[str, Any]:
+    """The run-level keys of run_log.json: the summary, and where the run ran."""
+    return {**run_summary(run), "host": run["host"], "command": run["command"]}
 
 
 def event_lines(store: Store, run: dict[str, Any], more: Iterable[EventLine] = ()) -> Iterator[str]:

@@ -96,19 +96,26 @@ _status_list = ", ".join(f"'{s.value}'" for s in RunStatus)
 # which made this CHECK a fifth of the cost of logging an event.
 _level_check = " OR ".join(f"level = '{level}'" for level in LEVELS)
 
+# The longest values these columns take (PostgreSQL refuses longer ones): the column sizes below,
+# and the limits the library checks once, on the way in.
+MAX_RUN_ID = 64
+MAX_JOB = 200
+MAX_ERROR_SUMMARY = 500
+MAX_EVENT_TYPE = 64
+
 runs = Table(
     "runs",
     _metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("run_id", String(64), nullable=False),
-    Column("job", String(200), nullable=False),
+    Column("run_id", String(MAX_RUN_ID), nullable=False),
+    Column("job", String(MAX_JOB), nullable=False),
     Column("status", String(16), nullable=False),
     Column("started_at", UtcDateTime(), nullable=False),
     Column("finished_at", UtcDateTime()),
     Column("duration_ms", BigInteger),
     Column("exit_code", Integer),
     Column("signal", Integer),
-    Column("error_summary", String(500)),
+    Column("error_summary", String(MAX_ERROR_SUMMARY)),
     Column("event_count", Integer, nullable=False, server_default=text("0")),
     Column("warning_count", Integer, nullable=False, server_default=text("0")),
     Column("error_count", Integer, nullable=False, server_default=text("0")),
@@ -131,6 +138,13 @@ runs = Table(
     CheckConstraint(f"status IN ({_status_list})", name="status"),
 )
 
+
+def storable_text(text: str) -> str:
+    """Text as the store keeps it: PostgreSQL text cannot hold NUL (one refused event would block
+    every later flush), so a NUL is written as the four characters ``\\x00``."""
+    return text.replace("\x00", "\\x00") if "\x00" in text else text
+
+
 # "Newest first", everywhere: by start time, and among runs started in the same instant, the one
 # recorded last first.
 NEWEST_FIRST = (runs.c.started_at.desc(), runs.c.id.desc())
@@ -151,7 +165,7 @@ events = Table(
     Column("run_pk", Id, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
     Column("seq", Integer, nullable=False),
     Column("ts", UtcDateTime(), nullable=False),
-    Column("event_type", String(64), nullable=False),
+    Column("event_type", String(MAX_EVENT_TYPE), nullable=False),
     Column("level", String(8), nullable=False),
     Column("message", Text),
     Column("data", JSON),
