@@ -1,10 +1,13 @@
-"""Facts about this process and machine that let a later reader tell whether a run is alive."""
+"""What /proc tells about processes and this machine: whether a process is alive (a run, the
+owner of a temporary file), its start time, memory and umask, the host and its boot. Every /proc
+reader of runstore is here."""
 
 from __future__ import annotations
 
 import getpass
 import os
 import socket
+import sys
 from functools import lru_cache
 
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
@@ -75,3 +78,53 @@ def umask() -> int:
     mask = os.umask(0o077)
     os.umask(mask)
     return mask
+
+
+def own_peak_rss_kb() -> int:
+    """This process's own peak RSS, in KiB."""
+    import resource
+
+    rss = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return rss // 1024 if sys.platform == "darwin" else rss
+
+
+def tree_peak_rss_kb(root: int) -> int | None:
+    """The largest VmHWM (peak RSS since exec) among ``root`` and its live descendants."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    children: dict[int, list[int]] = {}
+    for name in names:
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    stat = f.read()
+                ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(name))
+    peak: int | None = None
+    todo, seen = [root], set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        todo.extend(children.get(pid, ()))
+        value = peak_rss_kb(pid)
+        if value is not None and (peak is None or value > peak):
+            peak = value
+    return peak
+
+
+def peak_rss_kb(pid: int) -> int | None:
+    """VmHWM of a live process: its own peak RSS since its last exec."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runstore.errors import StoreError, UsageError
-from runstore.exec import command as wrapper
+from runstore.exec import command as exec_command
 from runstore.exec.capture import OutputCapture, Spool
 from runstore.humanize import format_duration, parse_duration
 from runstore.redact import command_line
@@ -85,18 +85,17 @@ def start_runstore(db: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
 
 def run_in_process(
     tmp_path: Path, db: str, argv: list[str], **options: Any
-) -> tuple[wrapper.ExecResult, bytes, bytes, list[str]]:
+) -> tuple[exec_command.ExecResult, bytes, bytes, list[str]]:
     """``run_command`` here, the command's output caught in files; returns the warnings too."""
     out_path, err_path = tmp_path / "out", tmp_path / "err"
     warnings: list[str] = []
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        result = wrapper.run_command(
+        result = exec_command.run_command(
             argv,
-            db=db,
+            exec_command.ExecOptions(db=db, **options),
             stdout_fd=out.fileno(),
             stderr_fd=err.fileno(),
             warn=warnings.append,
-            **options,
         )
     return result, out_path.read_bytes(), err_path.read_bytes(), warnings
 
@@ -282,7 +281,8 @@ def test_child_sees_its_run_and_store_and_can_add_events(sqlite_db, tmp_path):
 def test_a_reader_that_leaves_stops_the_command_as_it_would_unwrapped(sqlite_db, tmp_path):
     read_end, write_end = os.pipe()
     os.close(read_end)
-    result = wrapper.run_command(["yes"], db=sqlite_db, stdout_fd=write_end)
+    options = exec_command.ExecOptions(db=sqlite_db)
+    result = exec_command.run_command(["yes"], options, stdout_fd=write_end)
     os.close(write_end)
     assert result.exit_code == 128 + signal.SIGPIPE
     assert last_run(sqlite_db)["signal"] == signal.SIGPIPE
@@ -628,8 +628,8 @@ def test_redaction_inside_shell_scripts(argv, expected):
 
 
 def test_job_name_defaults_to_the_commands_base_name():
-    assert wrapper.default_job_name(["./scripts/backup.sh", "--full"]) == "backup.sh"
-    assert wrapper.default_job_name(["/usr/bin/env"]) == "env"
+    assert exec_command.default_job_name(["./scripts/backup.sh", "--full"]) == "backup.sh"
+    assert exec_command.default_job_name(["/usr/bin/env"]) == "env"
 
 
 # -- durations -------------------------------------------------------------------------------------

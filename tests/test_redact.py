@@ -17,7 +17,8 @@ from conftest import REPO, Cli, query
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runstore.exec.command import default_job_name, store_for_child
+from runstore.exec.command import default_job_name
+from runstore.exec.recorder import store_for_child
 from runstore.redact import command_line, redact_text
 
 # One argv per shape; {s} is the secret.

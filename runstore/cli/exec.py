@@ -100,11 +100,10 @@ def exec_(
         raise UsageError("--job must not be empty")
     log_path = _usable_log(log, db)
 
-    from runstore.exec.command import run_command
+    from runstore.exec.command import ExecOptions, run_command
     from runstore.signals import exit_on_signal
 
-    result = run_command(
-        command,
+    options = ExecOptions(
         job=job,
         run_id=run_id,
         db=db,
@@ -114,8 +113,8 @@ def exec_(
         log_path=log_path,
         head_lines=head_lines,
         tail_lines=tail_lines,
-        warn=warn,
     )
+    result = run_command(command, options, warn=warn)
     if result.spawn_error is not None:
         error(result.spawn_error)
     exit_on_signal(result.exit_code)
