@@ -17,6 +17,8 @@ from typer.core import TyperGroup
 from runstore import __version__
 from runstore.cli._params import plain_values
 from runstore.errors import RunstoreError, describe
+from runstore.history import STALE_AFTER_S
+from runstore.humanize import format_duration
 
 if TYPE_CHECKING:
     from runstore.store.store import Store
@@ -92,6 +94,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Inspect and maintain the store itself.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
+STALE_AFTER = format_duration(STALE_AFTER_S)
 StaleAfterOption = Annotated[
     str,
     typer.Option(

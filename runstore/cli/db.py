@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from runstore.cli._app import DbOption, StaleAfterOption, db_app, error, fail
+from runstore.cli._app import STALE_AFTER, DbOption, StaleAfterOption, db_app, error, fail
 from runstore.cli.output import JsonObjectOption, print_json, progress_bar
 from runstore.humanize import human_bytes, plural
 
@@ -132,7 +132,7 @@ def db_check(
         bool,
         typer.Option("--quick", help="SQLite: PRAGMA quick_check, faster on a large store."),
     ] = False,
-    stale_after: StaleAfterOption = "5m",
+    stale_after: StaleAfterOption = STALE_AFTER,
     as_json: JsonObjectOption = False,
     db: DbOption = None,
 ) -> None:

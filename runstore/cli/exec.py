@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from runstore.cli._app import DbOption, app, error, leave, warn
+from runstore.exec import HEAD_LINES, KILL_AFTER_S, TAIL_LINES
+from runstore.humanize import format_duration
 
 # Everything after the options is the command, its own options included: `exec ls -l` works.
 _COMMAND_SETTINGS = {"allow_interspersed_args": False}
@@ -41,7 +43,7 @@ def exec_(
     kill_after: Annotated[
         str,
         typer.Option("--kill-after", help="After --timeout's SIGTERM, wait this long, then KILL."),
-    ] = "5s",
+    ] = format_duration(KILL_AFTER_S),
     quiet: Annotated[
         bool,
         typer.Option("--quiet", "-q", help="Show the command's output only when it fails."),
@@ -55,13 +57,13 @@ def exec_(
         typer.Option(
             "--head-lines", min=0, max=MAX_KEPT_LINES, help="Output lines stored from the start."
         ),
-    ] = 200,
+    ] = HEAD_LINES,
     tail_lines: Annotated[
         int,
         typer.Option(
             "--tail-lines", min=0, max=MAX_KEPT_LINES, help="Output lines stored from the end."
         ),
-    ] = 800,
+    ] = TAIL_LINES,
     db: DbOption = None,
 ) -> None:
     """Run CMD as a recorded run: same output, same exit code, same signals.

@@ -10,6 +10,7 @@ import typer
 
 from runstore.cli._app import MAX_ROWS, DbOption, app, fail, open_store
 from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption
+from runstore.history import HISTORY_LIMIT
 
 HISTORY_COLUMNS = [
     Column("run_id", "RUN"),
@@ -77,7 +78,7 @@ def history(
     ] = None,
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=0, max=MAX_ROWS, help="At most this many runs.")
-    ] = 20,
+    ] = HISTORY_LIMIT,
     offset: Annotated[
         int, typer.Option("--offset", min=0, max=MAX_ROWS, help="Skip this many first.")
     ] = 0,

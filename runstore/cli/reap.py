@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from runstore.cli._app import DbOption, StaleAfterOption, app
+from runstore.cli._app import STALE_AFTER, DbOption, StaleAfterOption, app
 from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption
 
 REAP_COLUMNS = [
@@ -21,7 +21,7 @@ REAP_COLUMNS = [
 
 @app.command()
 def reap(
-    stale_after: StaleAfterOption = "5m",
+    stale_after: StaleAfterOption = STALE_AFTER,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", "-n", help="List what would be marked; change nothing.")
     ] = False,

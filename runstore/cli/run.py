@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from runstore.cli._app import DbOption, app, error, leave
+from runstore.job import DEFAULT_JOB
 
 PROGRESS_MIN_ITEMS = 20_000
 
@@ -32,9 +33,9 @@ def run(
         str | None,
         typer.Option("--run-id", help="Unique id for this run. Default: generated, time-sortable."),
     ] = None,
-    job: Annotated[str, typer.Option("--job", help="Job name the run is filed under.")] = (
-        "process-lines"
-    ),
+    job: Annotated[
+        str, typer.Option("--job", help="Job name the run is filed under.")
+    ] = DEFAULT_JOB,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Print each event to stdout as it is logged.")
     ] = False,

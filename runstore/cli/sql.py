@@ -9,6 +9,8 @@ import typer
 
 from runstore.cli._app import DbOption, app, fail, open_store
 from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption
+from runstore.history import SQL_TIMEOUT_S
+from runstore.humanize import format_duration
 
 
 @app.command()
@@ -25,7 +27,7 @@ def sql(
     ] = None,
     timeout: Annotated[
         str, typer.Option("--timeout", help="Stop the query after this long.")
-    ] = "10s",
+    ] = format_duration(SQL_TIMEOUT_S),
     allow_superuser: Annotated[
         bool,
         typer.Option(

@@ -20,14 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
-from runstore.store.schema import storable_text
+from runstore.exec import HEAD_LINES, TAIL_LINES
+from runstore.store.limits import storable_text
 
 STDOUT = "stdout"
 STDERR = "stderr"
 STREAMS = (STDOUT, STDERR)
 
-HEAD_LINES = 200
-TAIL_LINES = 800
 LINE_MAX_BYTES = 4096
 # The ring of recent output holds at most this much (plus one chunk): long lines shorten the tail.
 TAIL_MAX_BYTES = 8 << 20

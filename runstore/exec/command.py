@@ -31,17 +31,16 @@ from types import FrameType
 from typing import Any
 
 from runstore import env
-from runstore.exec import outcome
-from runstore.exec.capture import HEAD_LINES, STDERR, STDOUT, TAIL_LINES, OutputCapture, Spool
+from runstore.exec import HEAD_LINES, KILL_AFTER_S, TAIL_LINES, outcome
+from runstore.exec.capture import STDERR, STDOUT, OutputCapture, Spool
 from runstore.exec.child import Child
 from runstore.exec.outcome import Outcome, signal_name
 from runstore.exec.pump import Deadlines, pump, write_all
 from runstore.exec.recorder import Event, Finish, OutputLine, Recorder, store_for_child
 from runstore.humanize import format_duration
 from runstore.redact import redact_text
-from runstore.store.schema import MAX_JOB
+from runstore.store.limits import MAX_JOB
 
-KILL_AFTER_S = 5.0
 # How long the command waits for its run row; a store locked longer does not hold the job up.
 START_WAIT_S = 10.0
 # How long runstore waits, after the command ended, for the store to take the run's end: long

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, select
 
 from runstore.errors import UsageError
+from runstore.history import HISTORY_LIMIT
 from runstore.store.schema import LEVELS, NOT_COMPLETED_STATUSES, RunStatus, events, runs
 from runstore.store.store import Store
 
@@ -44,7 +45,7 @@ class HistoryFilter:
     until: datetime | None = None
     min_duration_ms: int | None = None
     max_duration_ms: int | None = None
-    limit: int | None = 20
+    limit: int | None = HISTORY_LIMIT
     offset: int = 0
     oldest_first: bool = False
 

@@ -19,11 +19,9 @@ from sqlalchemy.exc import DBAPIError
 
 from runstore import procinfo
 from runstore.errors import StoreError
+from runstore.history import STALE_AFTER_S
 from runstore.store.schema import RunStatus, runs
 from runstore.store.store import Store
-
-# A live run beats every 30 s (record.batcher.HEARTBEAT_INTERVAL_S); ten missed beats: gone.
-STALE_AFTER_S = 300.0
 
 _COLUMNS = (
     runs.c.id,

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from runstore.errors import QueryError, UsageError, driver_problem, first_line
+from runstore.history import SQL_TIMEOUT_S
 from runstore.store.engine import limited_memory_connection, query_connection
 from runstore.store.store import Store
 
-DEFAULT_TIMEOUT_S = 10.0
 # The most one string or blob (on PostgreSQL: one row) may hold: far more than any stored value.
 MAX_VALUE_BYTES = 16 << 20
 # All of SQLite's memory in a process that runs ad hoc queries: page caches, sorters, values.
@@ -86,7 +86,7 @@ def run_query(
     sql: str,
     params: Mapping[str, Any] | None = None,
     *,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
+    timeout_s: float = SQL_TIMEOUT_S,
     allow_superuser: bool = False,
 ) -> Iterator[QueryResult]:
     """Run one read-only statement; yields its columns and a row iterator. On PostgreSQL a role

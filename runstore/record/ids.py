@@ -7,7 +7,7 @@ import secrets
 from datetime import datetime, timezone
 
 from runstore.errors import UsageError
-from runstore.store.schema import MAX_RUN_ID
+from runstore.store.limits import MAX_RUN_ID
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32: no i, l, o, u
 # \Z: "$" would let a final newline in.

@@ -43,16 +43,9 @@ from runstore.record.ids import check_run_id, new_run_id
 from runstore.record.runlog import run_summary
 from runstore.redact import command_line, redact_text
 from runstore.signals import critical
+from runstore.store.limits import MAX_ERROR_SUMMARY, MAX_EVENT_TYPE, MAX_JOB, storable_text
 from runstore.store.location import store_files
-from runstore.store.schema import (
-    FINISHED_STATUSES,
-    LEVELS,
-    MAX_ERROR_SUMMARY,
-    MAX_EVENT_TYPE,
-    MAX_JOB,
-    RunStatus,
-    storable_text,
-)
+from runstore.store.schema import FINISHED_STATUSES, LEVELS, RunStatus
 from runstore.store.store import Store
 from runstore.store.timestamps import datetime_from_ns
 

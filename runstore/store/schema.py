@@ -29,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from runstore.store.limits import MAX_ERROR_SUMMARY, MAX_EVENT_TYPE, MAX_JOB, MAX_RUN_ID
+
 # The Alembic revision this code writes; a store at any other revision is upgraded or refused.
 SCHEMA_REVISION = "0002"
 KNOWN_REVISIONS = ("0001", "0002")
@@ -96,13 +98,6 @@ _status_list = ", ".join(f"'{s.value}'" for s in RunStatus)
 # which made this CHECK a fifth of the cost of logging an event.
 _level_check = " OR ".join(f"level = '{level}'" for level in LEVELS)
 
-# The longest values these columns take (PostgreSQL refuses longer ones): the column sizes below,
-# and the limits the library checks once, on the way in.
-MAX_RUN_ID = 64
-MAX_JOB = 200
-MAX_ERROR_SUMMARY = 500
-MAX_EVENT_TYPE = 64
-
 runs = Table(
     "runs",
     _metadata,
@@ -137,12 +132,6 @@ runs = Table(
     UniqueConstraint("run_id"),
     CheckConstraint(f"status IN ({_status_list})", name="status"),
 )
-
-
-def storable_text(text: str) -> str:
-    """Text as the store keeps it: PostgreSQL text cannot hold NUL (one refused event would block
-    every later flush), so a NUL is written as the four characters ``\\x00``."""
-    return text.replace("\x00", "\\x00") if "\x00" in text else text
 
 
 # "Newest first", everywhere: by start time, and among runs started in the same instant, the one
