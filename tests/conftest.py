@@ -46,7 +46,6 @@ def sqlite_db(tmp_path: Path) -> str:
 def _postgres_database() -> Iterator[str]:
     if not POSTGRES_URL:
         pytest.skip(NO_POSTGRES)
-    from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     name = f"runstore_test_{uuid.uuid4().hex[:12]}"

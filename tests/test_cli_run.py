@@ -272,11 +272,6 @@ def test_default_store_lives_in_the_per_user_data_directory(sqlite_cli, tmp_path
 
 
 def test_verbose_run_piped_into_head_still_completes_and_is_recorded(tmp_path):
-    import subprocess
-    import sys
-
-    from conftest import SAMPLE_INPUT
-
     from runstore.store.store import Store
 
     db = str(tmp_path / "piped.db")

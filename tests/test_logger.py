@@ -640,8 +640,6 @@ def test_threads_logging_into_one_run_lose_nothing(db):
 
 
 def test_finish_retried_after_a_failed_write_ends_the_run_once(sqlite_db, monkeypatch):
-    from runstore.errors import StoreError
-
     run = RunLogger(job="retry", run_id="retry", db=sqlite_db)
     real_finish_run = run.store.finish_run
     calls = []

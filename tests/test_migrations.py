@@ -337,7 +337,6 @@ def test_switching_a_new_store_to_wal_waits_for_another_writer(sqlite_db):
 def test_documented_views_in_the_schema_match_the_revision_that_creates_them():
     import importlib.util
 
-    from runstore.store.migrate import migrations_dir
     from runstore.store.schema import VIEWS
 
     path = migrations_dir() / "versions" / "0002_documented_views.py"

@@ -586,3 +586,13 @@ def test_count_of_runs_unchanged_by_queries(handful):
     assert snapshot(handful.db) == before
     with store.read() as conn:
         assert conn.execute(select(func.count()).select_from(runs)).scalar_one() == 7
+
+
+def test_the_field_lists_match_what_the_queries_return():
+    from dataclasses import fields
+
+    from runstore.history import HISTORY_FIELDS, STATS_FIELDS
+    from runstore.history.queries import HISTORY_COLUMNS, JobStats
+
+    assert [c.name for c in HISTORY_COLUMNS] == list(HISTORY_FIELDS)
+    assert [f.name for f in fields(JobStats) if f.name != "extra"] == list(STATS_FIELDS)

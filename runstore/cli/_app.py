@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from runstore import __version__
+from runstore import __version__, env
 from runstore.cli._params import plain_values
 from runstore.errors import RunstoreError, describe
 from runstore.history import STALE_AFTER_S
@@ -63,15 +63,10 @@ class _Group(TyperGroup):
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except BrokenPipeError:
-            # `runstore history | head`: the reader left. Not an error: what is still buffered
-            # goes nowhere instead of failing again at exit.
-            with contextlib.suppress(OSError, ValueError):
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                os.close(devnull)
+            reader_left()
             raise typer.Exit(0) from None
         except Exception as exc:
-            if type(exc).__module__.startswith("typer") or os.environ.get("RUNSTORE_DEBUG"):
+            if type(exc).__module__.startswith("typer") or os.environ.get(env.DEBUG):
                 raise  # Typer's own exits and usage errors, or a developer asking for details
             error(f"{describe(exc)} (set RUNSTORE_DEBUG=1 to see the traceback)")
             raise typer.Exit(1) from None
@@ -132,6 +127,15 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Report a user-facing failure: one line on stderr, a non-zero exit."""
     error(message)
     raise typer.Exit(code)
+
+
+def reader_left() -> None:
+    """`runstore history | head`: the reader of stdout left. Not an error: what is still
+    buffered goes nowhere, instead of failing again at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def leave(code: int) -> NoReturn:

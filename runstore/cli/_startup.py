@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import gc
 import importlib
-import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ from collections.abc import Sequence
 import typer
 
 from runstore.cli import _app
-from runstore.cli._app import error
+from runstore.cli._app import error, reader_left
 
 COMMAND_PACKAGE = "runstore.cli"
 # In the order `runstore --help` lists them: recording first, then asking, then upkeep.
@@ -107,10 +106,8 @@ def run(args: Sequence[str]) -> None:
     pause_gc_during_start_up()
     try:
         app_for(args)(list(args))
-    except BrokenPipeError:
-        # `runstore history | head`: the reader left; that is not an error.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+    except BrokenPipeError:  # raised outside a command (Typer's own output)
+        reader_left()
         sys.exit(0)
     except KeyboardInterrupt:
         error("interrupted")

@@ -10,7 +10,7 @@ import typer
 
 from runstore.cli._app import MAX_ROWS, DbOption, app, fail, open_store
 from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption
-from runstore.history import HISTORY_LIMIT
+from runstore.history import HISTORY_FIELDS, HISTORY_LIMIT
 
 HISTORY_COLUMNS = [
     Column("run_id", "RUN"),
@@ -22,14 +22,7 @@ HISTORY_COLUMNS = [
     Column("warnings_errors", "WARN/ERR", "number"),
     Column("exit_code", "EXIT", "number"),
 ]
-MACHINE_HISTORY_COLUMNS = [
-    Column(key, key)
-    for key in (
-        "run_id", "job", "status", "started_at", "finished_at", "duration_ms", "items_total",
-        "items_ok", "items_failed", "warning_count", "error_count", "exit_code", "error_summary",
-        "host",
-    )
-]  # fmt: skip
+MACHINE_HISTORY_COLUMNS = [Column(key, key) for key in HISTORY_FIELDS]
 
 
 def _for_display(row: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import typer
 
 from runstore.cli._app import DbOption, app, fail, open_store
 from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption
+from runstore.history import STATS_FIELDS
 
 STATS_COLUMNS = [
     Column("job", "JOB"),
@@ -24,13 +25,7 @@ STATS_COLUMNS = [
     Column("failure_streak", "STREAK", "number"),
     Column("last_success_at", "LAST SUCCESS", "time"),
 ]
-MACHINE_STATS_COLUMNS = [
-    Column(key, key)
-    for key in (
-        "job", "runs", "completed", "failed", "running", "failure_rate", "p50_ms", "p95_ms",
-        "max_ms", "last_status", "last_started_at", "failure_streak", "last_success_at",
-    )
-]  # fmt: skip
+MACHINE_STATS_COLUMNS = [Column(key, key) for key in STATS_FIELDS]
 
 
 @app.command()

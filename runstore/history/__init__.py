@@ -13,3 +13,15 @@ STALE_AFTER_S = 300.0
 SQL_TIMEOUT_S = 10.0
 # Runs `history` lists at a terminal.
 HISTORY_LIMIT = 20
+
+# What `history` and `stats` answer with, field by field: the queries select these, and the
+# machine formats (--json, --jsonl, --csv) carry them, in this order.
+HISTORY_FIELDS = (
+    "run_id", "job", "status", "started_at", "finished_at", "duration_ms", "items_total",
+    "items_ok", "items_failed", "warning_count", "error_count", "exit_code", "error_summary",
+    "host",
+)  # fmt: skip
+STATS_FIELDS = (
+    "job", "runs", "completed", "failed", "running", "failure_rate", "p50_ms", "p95_ms",
+    "max_ms", "last_status", "last_started_at", "failure_streak", "last_success_at",
+)  # fmt: skip

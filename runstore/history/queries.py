@@ -15,26 +15,11 @@ from typing import Any
 from sqlalchemy import Select, and_, func, select
 
 from runstore.errors import UsageError
-from runstore.history import HISTORY_LIMIT
+from runstore.history import HISTORY_FIELDS, HISTORY_LIMIT
 from runstore.store.schema import LEVELS, NOT_COMPLETED_STATUSES, RunStatus, events, runs
 from runstore.store.store import Store
 
-HISTORY_COLUMNS = (
-    runs.c.run_id,
-    runs.c.job,
-    runs.c.status,
-    runs.c.started_at,
-    runs.c.finished_at,
-    runs.c.duration_ms,
-    runs.c.items_total,
-    runs.c.items_ok,
-    runs.c.items_failed,
-    runs.c.warning_count,
-    runs.c.error_count,
-    runs.c.exit_code,
-    runs.c.error_summary,
-    runs.c.host,
-)
+HISTORY_COLUMNS = tuple(runs.c[name] for name in HISTORY_FIELDS)
 
 
 @dataclass

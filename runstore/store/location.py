@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-ENV_VAR = "RUNSTORE_DB"
+from runstore import env
+
 DEFAULT_FILE_NAME = "runstore.db"
 
 
@@ -18,7 +19,7 @@ def default_db_path() -> Path:
 
 def resolve_db(db: str | os.PathLike[str] | None = None) -> str:
     """Return the store as a SQLAlchemy URL string."""
-    chosen = os.fspath(db) if db is not None else os.environ.get(ENV_VAR) or None
+    chosen = os.fspath(db) if db is not None else os.environ.get(env.DB) or None
     if chosen is None:
         return sqlite_url(default_db_path())
     if "://" in chosen:
