@@ -1,31 +1,37 @@
-"""runstore: run history for batch jobs, cron tasks and ETL steps, stored in SQL."""
+"""runstore: run history for batch jobs, cron tasks and ETL steps, stored in SQL.
+
+The public API, loaded on first use (the command line imports this package for --version alone):
+
+    RunLogger          record one run: ``with RunLogger(job="etl") as run: run.log_event(...)``
+    LoggingHandler     stdlib logging records into the current run
+    cancel_on_signals  SIGTERM, SIGINT, SIGHUP end the run in the block as cancelled
+    RunstoreError      the base of every error runstore raises (``runstore.errors``)
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from runstore.errors import RunstoreError
     from runstore.record.logger import RunLogger
     from runstore.record.logging_handler import LoggingHandler
-    from runstore.store.store import Store
+    from runstore.signals import cancel_on_signals
 
-__all__ = ["LoggingHandler", "RunLogger", "Store", "__version__"]
+__all__ = ["LoggingHandler", "RunLogger", "RunstoreError", "__version__", "cancel_on_signals"]
+
+_PUBLIC = {
+    "RunLogger": "runstore.record.logger",
+    "LoggingHandler": "runstore.record.logging_handler",
+    "cancel_on_signals": "runstore.signals",
+    "RunstoreError": "runstore.errors",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # The CLI imports this package for --version; the database machinery loads on first use.
-    if name == "RunLogger":
-        from runstore.record.logger import RunLogger
-
-        return RunLogger
-    if name == "LoggingHandler":
-        from runstore.record.logging_handler import LoggingHandler
-
-        return LoggingHandler
-    if name == "Store":
-        from runstore.store.store import Store
-
-        return Store
+    if name in _PUBLIC:
+        return getattr(import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'runstore' has no attribute {name!r}")

@@ -33,9 +33,15 @@ class RunstoreError(Exception):
 
 
 class UsageError(RunstoreError):
-    """A bad option value or a request that cannot be honoured as asked."""
+    """A bad option value or a request that cannot be honoured as asked. ``field`` names the
+    parameter at fault, as the library calls it; the CLI says it as its option (``--run-id``)."""
 
     exit_code = 2
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.detail = message
 
 
 class DuplicateRunId(UsageError):

@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from runstore import RunLogger, Store
+from runstore import RunLogger
 from runstore.store.schema import events
+from runstore.store.store import Store
 from runstore.store.timestamps import datetime_from_ns, sqlite_timestamp, sqlite_timestamp_ns
 
 # From 1970 to 2100, in nanoseconds.

@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 
 from runstore import __version__, env
 from runstore.cli._params import plain_values
-from runstore.errors import RunstoreError, describe
+from runstore.errors import RunstoreError, UsageError, describe
 from runstore.history import STALE_AFTER_S
 from runstore.humanize import format_duration
 
@@ -60,7 +60,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except RunstoreError as exc:
-            error(str(exc))
+            error(_as_the_user_typed_it(ctx, exc))
             raise typer.Exit(exc.exit_code) from None
         except BrokenPipeError:
             reader_left()
@@ -70,6 +70,17 @@ class _Group(TyperGroup):
                 raise  # Typer's own exits and usage errors, or a developer asking for details
             error(f"{describe(exc)} (set RUNSTORE_DEBUG=1 to see the traceback)")
             raise typer.Exit(1) from None
+
+
+def _as_the_user_typed_it(ctx: Any, exc: RunstoreError) -> str:
+    """An error about a library parameter (``UsageError.field``) names the command's option."""
+    command = ctx.command.get_command(ctx, ctx.invoked_subcommand or "")
+    if not isinstance(exc, UsageError) or exc.field is None or command is None:
+        return str(exc)
+    for param in command.params:
+        if param.name == exc.field and param.opts:
+            return f"{max(param.opts, key=len)}: {exc.detail}"
+    return str(exc)
 
 
 def _show_warning(message: Warning | str, *_args: Any, **_kwargs: Any) -> None:

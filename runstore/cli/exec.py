@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -87,35 +88,23 @@ def exec_(
     Example: runstore exec --job nightly-backup --timeout 2h -- ./backup.sh --full
     """
     from runstore.errors import UsageError
+    from runstore.exec.command import ExecOptions, run_command
     from runstore.humanize import parse_duration
-    from runstore.record.ids import check_run_id
+    from runstore.signals import exit_on_signal
 
     if not command:
         raise UsageError("no command given: runstore exec [OPTIONS] -- CMD [ARGS...]")
-    timeout_s = parse_duration(timeout, "--timeout") if timeout is not None else None
-    if timeout_s is not None and timeout_s <= 0:
-        raise UsageError("--timeout must be longer than zero")
-    kill_after_s = parse_duration(kill_after, "--kill-after")
-    if run_id is not None:
-        check_run_id(run_id)
-    if job is not None and not job.strip():
-        raise UsageError("--job must not be empty")
-    log_path = _usable_log(log, db)
-
-    from runstore.exec.command import ExecOptions, run_command
-    from runstore.signals import exit_on_signal
-
-    options = ExecOptions(
+    options = ExecOptions(  # checks every value before anything runs
         job=job,
         run_id=run_id,
         db=db,
-        timeout=timeout_s,
-        kill_after=kill_after_s,
+        timeout=parse_duration(timeout, "--timeout") if timeout is not None else None,
+        kill_after=parse_duration(kill_after, "--kill-after"),
         quiet=quiet,
-        log_path=log_path,
         head_lines=head_lines,
         tail_lines=tail_lines,
     )
+    options = replace(options, log_path=_usable_log(log, db))
     result = run_command(command, options, warn=warn)
     if result.spawn_error is not None:
         error(result.spawn_error)

@@ -169,9 +169,9 @@ def show(
     from runstore.history.queries import history as query_history
 
     fmt = choose_format(as_json, as_jsonl, as_csv)
-    store = open_store(db)
     if (run is None) == (not last):
         fail("give a run id (or prefix), or --last", 2)
+    store = open_store(db)
     if run is None:
         newest = query_history(store, HistoryFilter(limit=1))
         if not newest:

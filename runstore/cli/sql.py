@@ -53,12 +53,9 @@ def sql(
     fmt = choose_format(as_json, as_jsonl, as_csv)
     text = sys.stdin.read() if query == "-" else query
     params = _named_params(param or [])
+    timeout_s = parse_duration(timeout, "--timeout")
     with run_query(
-        open_store(db),
-        text,
-        params,
-        timeout_s=parse_duration(timeout, "--timeout"),
-        allow_superuser=allow_superuser,
+        open_store(db), text, params, timeout_s=timeout_s, allow_superuser=allow_superuser
     ) as result:
         keys = _unique_names(result.columns)
         columns = [Column(key, key) for key in keys]

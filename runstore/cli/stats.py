@@ -88,12 +88,9 @@ def check(
     from runstore.history.queries import check_job
     from runstore.humanize import parse_duration
 
-    result = check_job(
-        open_store(db),
-        job,
-        max_age_s=parse_duration(max_age, "--max-age") if max_age else None,
-        max_duration_s=parse_duration(max_duration, "--max-duration") if max_duration else None,
-    )
+    max_age_s = parse_duration(max_age, "--max-age") if max_age else None
+    max_duration_s = parse_duration(max_duration, "--max-duration") if max_duration else None
+    result = check_job(open_store(db), job, max_age_s=max_age_s, max_duration_s=max_duration_s)
     if not result.ok:
         fail(result.reason, 1)
     if not quiet:

@@ -31,6 +31,7 @@ from types import FrameType
 from typing import Any
 
 from runstore import env
+from runstore.errors import UsageError
 from runstore.exec import HEAD_LINES, KILL_AFTER_S, TAIL_LINES, outcome
 from runstore.exec.capture import STDERR, STDOUT, OutputCapture, Spool
 from runstore.exec.child import Child
@@ -38,6 +39,7 @@ from runstore.exec.outcome import Outcome, signal_name
 from runstore.exec.pump import Deadlines, pump, write_all
 from runstore.exec.recorder import Event, Finish, OutputLine, Recorder, store_for_child
 from runstore.humanize import format_duration
+from runstore.record.ids import check_job, check_run_id
 from runstore.redact import redact_text
 from runstore.store.limits import MAX_JOB
 
@@ -70,6 +72,15 @@ class ExecOptions:
     tail_lines: int = TAIL_LINES
     start_wait: float = START_WAIT_S
     finish_wait: float = FINISH_WAIT_S
+
+    def __post_init__(self) -> None:
+        """Bad values are usage errors, found before anything runs."""
+        if self.job is not None:
+            check_job(self.job)
+        if self.run_id is not None:
+            check_run_id(self.run_id)
+        if self.timeout is not None and self.timeout <= 0:
+            raise UsageError("must be longer than zero", field="timeout")
 
 
 @dataclass

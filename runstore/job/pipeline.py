@@ -21,6 +21,7 @@ from runstore.files import (
     refuse_clashes,
 )
 from runstore.job.textinput import count_items, iter_items, open_input
+from runstore.record.ids import check_job, check_run_id
 from runstore.record.logger import Echo, RunLogger
 from runstore.signals import cancel_on_signals
 from runstore.store.location import resolve_db, store_files
@@ -127,8 +128,11 @@ def run_job(
     """
     from runstore.store.store import Store
 
-    # Before anything is written, the store included: no output over the store, the input or
-    # the other output.
+    # Before anything is written, the store included: names that can be recorded, and no output
+    # over the store, the input or the other output.
+    check_job(job)
+    if run_id is not None:
+        check_run_id(run_id)
     refuse_clashes(
         {"--output": output_path, "--log": log_path},
         inputs={"--input": input_path},

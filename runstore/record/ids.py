@@ -1,4 +1,5 @@
-"""Run ids: human-usable, unique, sorting by the time they were made."""
+"""Names a run goes by: its id (human-usable, unique, sorting by the time it was made) and its
+job's name. Checked here, once, for the library and the command line alike."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import secrets
 from datetime import datetime, timezone
 
 from runstore.errors import UsageError
-from runstore.store.limits import MAX_RUN_ID
+from runstore.store.limits import MAX_JOB, MAX_RUN_ID
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32: no i, l, o, u
 # \Z: "$" would let a final newline in.
@@ -27,6 +28,14 @@ def check_run_id(run_id: str) -> str:
     if not _VALID.match(run_id):
         raise UsageError(
             f"invalid run id {run_id!r}: use 1-{MAX_RUN_ID} letters, digits or ._:@+=- "
-            "(starting with a letter or digit)"
+            "(starting with a letter or digit)",
+            field="run_id",
         )
     return run_id
+
+
+def check_job(job: str) -> str:
+    """A job name: 1 to MAX_JOB characters, not blank."""
+    if not job or not job.strip() or len(job) > MAX_JOB:
+        raise UsageError(f"a job name is 1-{MAX_JOB} characters, not blank", field="job")
+    return job

@@ -34,16 +34,15 @@ from runstore.errors import (
     OutputError,
     RunstoreError,
     StoreBusy,
-    UsageError,
     describe,
 )
 from runstore.files import refuse_clashes
 from runstore.record.batcher import EVENTS_PER_FLUSH, FLUSH_INTERVAL_S, Batcher
-from runstore.record.ids import check_run_id, new_run_id
+from runstore.record.ids import check_job, check_run_id, new_run_id
 from runstore.record.runlog import run_summary
 from runstore.redact import command_line, redact_text
 from runstore.signals import critical
-from runstore.store.limits import MAX_ERROR_SUMMARY, MAX_EVENT_TYPE, MAX_JOB, storable_text
+from runstore.store.limits import MAX_ERROR_SUMMARY, MAX_EVENT_TYPE, storable_text
 from runstore.store.location import store_files
 from runstore.store.schema import FINISHED_STATUSES, LEVELS, RunStatus
 from runstore.store.store import Store
@@ -184,8 +183,7 @@ class RunLogger(_Events):
     ) -> None:
         """``started`` is when the run began, as (UTC time, ``time.monotonic()``), if earlier
         than now: a wrapper that waited for a busy store before the run row could be written."""
-        if not job or len(job) > MAX_JOB:
-            raise UsageError(f"job name must be 1-{MAX_JOB} characters")
+        check_job(job)
         self.store = store if store is not None else Store.open(db)
         if log_path is not None:  # run_log.json must never land on the store
             refuse_clashes({"log_path": log_path}, store_files=store_files(self.store.url))
