@@ -43,7 +43,7 @@ def sqlite_db(tmp_path: Path) -> str:
     return str(tmp_path / "store.db")
 
 
-def _postgres_database() -> Iterator[str]:
+def postgres_database() -> Iterator[str]:
     if not POSTGRES_URL:
         pytest.skip(NO_POSTGRES)
     from sqlalchemy.engine import make_url
@@ -84,7 +84,7 @@ def reader_url(db: str) -> str:
 
 @pytest.fixture
 def postgres_db() -> Iterator[str]:
-    yield from _postgres_database()
+    yield from postgres_database()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -93,7 +93,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield str(tmp_path / "store.db")
     else:
-        yield from _postgres_database()
+        yield from postgres_database()
 
 
 def query(db: str, sql: str, **params: Any) -> list[dict[str, Any]]:

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SAMPLE_INPUT
-from test_logger import event_rows, event_types, query, run_row
+from conftest import REPO, SAMPLE_INPUT, query
+from helpers import event_rows, event_types, run_row
 
 from runstore.store.schema import SCHEMA_REVISION
 

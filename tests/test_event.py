@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from test_exec import events, query
+from conftest import query
+from helpers import recorded_events
 
 from runstore.record.logger import RunLogger
 
@@ -22,7 +23,7 @@ def test_event_joins_the_run_named_by_the_environment(cli, running):
     result = cli("event", "rows loaded", "--data", '{"rows": 120, "table": "t"}', env=env)
     assert result.exit_code == 0, result.output
     assert result.stdout == "" and result.stderr == ""
-    [event] = [e for e in events(cli.db, running.run_id) if e["event_type"] == "log"]
+    [event] = [e for e in recorded_events(cli.db, running.run_id) if e["event_type"] == "log"]
     assert (event["level"], event["message"]) == ("info", "rows loaded")
     assert event["data"] == {"message": "rows loaded", "rows": 120, "table": "t"}
 
@@ -32,7 +33,7 @@ def test_levels_and_types(cli, running):
     assert cli("event", "slow source", "--level", "warning", env=env).exit_code == 0
     assert cli("event", "bad row", "-l", "error", "--type", "row_rejected", env=env).exit_code == 0
     assert cli("event", "detail", "--level", "debug", env=env).exit_code == 0
-    logged = [(e["event_type"], e["level"]) for e in events(cli.db, running.run_id)][1:]
+    logged = [(e["event_type"], e["level"]) for e in recorded_events(cli.db, running.run_id)][1:]
     assert logged == [("warning", "warning"), ("row_rejected", "error"), ("log", "debug")]
     [row] = query(cli.db, "SELECT warning_count, error_count FROM runs")
     assert row == {"warning_count": 1, "error_count": 1}
@@ -41,7 +42,7 @@ def test_levels_and_types(cli, running):
 def test_run_id_option_names_the_run(cli, running):
     result = cli("event", "by id", "--run-id", running.run_id)
     assert result.exit_code == 0, result.output
-    assert events(cli.db, running.run_id)[-1]["message"] == "by id"
+    assert recorded_events(cli.db, running.run_id)[-1]["message"] == "by id"
 
 
 @pytest.mark.parametrize(
@@ -56,7 +57,7 @@ def test_malformed_input_is_a_usage_error(cli, running, args, message):
     result = cli("event", "msg", *args, env={"RUNSTORE_RUN_ID": running.run_id})
     assert result.exit_code == 2
     assert result.stderr.startswith(message)
-    assert [e["event_type"] for e in events(cli.db, running.run_id)] == ["run_started"]
+    assert [e["event_type"] for e in recorded_events(cli.db, running.run_id)] == ["run_started"]
 
 
 def test_unknown_level_is_a_usage_error(cli, running):

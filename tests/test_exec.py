@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, query
+from conftest import REPO
+from helpers import last_run, output_lines, recorded_events, recorded_runs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,32 +31,6 @@ from runstore.redact import command_line
 PY = sys.executable
 
 # -- reading what was recorded ---------------------------------------------------------------------
-
-
-def runs(db: str) -> list[dict[str, Any]]:
-    return query(db, "SELECT * FROM runs ORDER BY id")
-
-
-def last_run(db: str) -> dict[str, Any]:
-    rows = runs(db)
-    assert rows, "no run was recorded"
-    return rows[-1]
-
-
-def events(db: str, run_id: str, event_type: str | None = None) -> list[dict[str, Any]]:
-    rows = query(
-        db,
-        "SELECT e.seq, e.event_type, e.level, e.message, CAST(e.data AS TEXT) AS data "
-        "FROM events e JOIN runs r ON r.id = e.run_pk WHERE r.run_id = :r ORDER BY e.seq",
-        r=run_id,
-    )
-    for row in rows:
-        row["data"] = json.loads(row["data"]) if row["data"] else {}
-    return [r for r in rows if event_type is None or r["event_type"] == event_type]
-
-
-def output_lines(db: str, run_id: str) -> list[tuple[str, str]]:
-    return [(e["data"]["stream"], e["data"]["line"]) for e in events(db, run_id, "output")]
 
 
 # -- running runstore ------------------------------------------------------------------------------
@@ -120,7 +95,7 @@ def test_output_and_exit_code_pass_through_and_are_recorded(db):
     assert run["command"] == "sh -c 'echo out; echo err >&2; exit 3'"
     assert output_lines(db, run["run_id"]) == [("stdout", "out"), ("stderr", "err")]
     assert run["cpu_user_ms"] is not None and run["cpu_system_ms"] is not None
-    assert [e["event_type"] for e in events(db, run["run_id"])] == [
+    assert [e["event_type"] for e in recorded_events(db, run["run_id"])] == [
         "run_started",
         "process_started",
         "output",
@@ -140,7 +115,7 @@ def test_term_sent_to_runstore_reaches_the_command_and_cancels_the_run(sqlite_db
     run = last_run(sqlite_db)
     assert (run["status"], run["exit_code"], run["signal"]) == ("cancelled", 143, signal.SIGTERM)
     assert run["error_summary"] == "cancelled by SIGTERM"
-    [received] = events(sqlite_db, run["run_id"], "signal")
+    [received] = recorded_events(sqlite_db, run["run_id"], "signal")
     assert received["data"] == {"signal": "SIGTERM", "forwarded": True}
 
 
@@ -217,7 +192,7 @@ def test_timeout_terminates_the_command_with_124(sqlite_db, tmp_path):
     run = last_run(sqlite_db)
     assert (run["status"], run["exit_code"], run["signal"]) == ("failed", 124, signal.SIGTERM)
     assert run["error_summary"] == "timed out after 300ms"
-    assert [e["message"] for e in events(sqlite_db, run["run_id"], "timeout")] == [
+    assert [e["message"] for e in recorded_events(sqlite_db, run["run_id"], "timeout")] == [
         "timed out after 300ms; sent SIGTERM"
     ]
 
@@ -273,7 +248,10 @@ def test_child_sees_its_run_and_store_and_can_add_events(sqlite_db, tmp_path):
     assert out.decode() == f"{result.run_id} {sqlite_db}\n"
     run = last_run(sqlite_db)
     assert (run["job"], run["warning_count"]) == ("etl", 1)
-    logged = [(e["event_type"], e["message"], e["data"]) for e in events(sqlite_db, run["run_id"])]
+    logged = [
+        (e["event_type"], e["message"], e["data"])
+        for e in recorded_events(sqlite_db, run["run_id"])
+    ]
     assert ("warning", "rows loaded", {"message": "rows loaded", "rows": 5}) in logged
     assert [t for t, *_ in logged].index("warning") > 1  # after process_started
 
@@ -294,7 +272,10 @@ def test_quiet_hides_output_of_a_success_and_shows_a_failure(sqlite_db, tmp_path
     script = "echo a; echo b >&2; echo c; exit 4"
     bad = run_in_process(tmp_path, sqlite_db, ["sh", "-c", script], quiet=True)
     assert (bad[0].exit_code, bad[1], bad[2]) == (4, b"a\nc\n", b"b\n")
-    assert [r["status"] for r in runs(sqlite_db)] == ["completed", "failed"]  # recorded either way
+    assert [r["status"] for r in recorded_runs(sqlite_db)] == [
+        "completed",
+        "failed",
+    ]  # recorded either way
     assert output_lines(sqlite_db, ok[0].run_id) == [("stdout", "fine"), ("stderr", "noise")]
 
 
@@ -345,7 +326,7 @@ def test_ctrl_c_at_a_terminal_is_delivered_once(sqlite_db, tmp_path):
     assert counter.read_text() == "1"
     assert os.waitstatus_to_exitcode(status) == 0
     run = last_run(sqlite_db)
-    [received] = events(sqlite_db, run["run_id"], "signal")
+    [received] = recorded_events(sqlite_db, run["run_id"], "signal")
     assert received["data"] == {"signal": "SIGINT", "forwarded": False}
 
 
@@ -360,12 +341,12 @@ def test_many_lines_pass_through_and_storage_stays_bounded(sqlite_db, tmp_path):
     assert [line for _, line in stored] == [str(i) for i in range(50)] + [
         str(i) for i in range(199_900, 200_000)
     ]
-    [marker] = events(sqlite_db, result.run_id, "output_omitted")
+    [marker] = recorded_events(sqlite_db, result.run_id, "output_omitted")
     assert marker["data"]["lines_omitted"] == 200_000 - 150
     assert marker["data"]["lines_total"] == 200_000
     assert marker["data"]["bytes_total"] == len(out)
     assert marker["data"]["stdout_lines"] == 200_000
-    seqs = [e["event_type"] for e in events(sqlite_db, result.run_id)]
+    seqs = [e["event_type"] for e in recorded_events(sqlite_db, result.run_id)]
     assert seqs.index("output_omitted") == seqs.index("output") + 50  # between head and tail
 
 
@@ -465,13 +446,13 @@ def test_capture_memory_is_bounded_without_newlines():
     block = b"z" * (64 << 10)
     for _ in range(200):  # 12.5 MiB on one endless line
         capture.feed("stdout", block)
-    assert capture._ring_bytes <= (1 << 20) + len(block)
+    assert capture.held_bytes <= (1 << 20) + len(block) + capture.line_max_bytes
     for i in range(100_000):  # tiny chunks, alternating streams, no newline
         capture.feed("stdout" if i % 2 else "stderr", b".")
-    assert len(capture._ring) <= 2
+    assert capture.held_chunks <= 2
     for i in range(100_000):  # short lines, alternating streams
         capture.feed("stdout" if i % 2 else "stderr", b"%d\n" % i)
-    assert len(capture._ring) <= 2 * (capture.tail_lines + 1)
+    assert capture.held_chunks <= 2 * (capture.tail_lines + 1)
     lines = capture.tail()
     assert [line.text for line in lines][-3:] == ["99997", "99998", "99999"]
     assert all(len(line.text) <= 4096 for line in lines)
@@ -582,7 +563,7 @@ def test_taken_run_id_records_under_a_new_one(sqlite_db, tmp_path):
     assert warnings == [
         f"run id 'nightly' is already taken; this run is recorded as {second.run_id}"
     ]
-    assert [r["status"] for r in runs(sqlite_db)] == ["completed", "completed"]
+    assert [r["status"] for r in recorded_runs(sqlite_db)] == ["completed", "completed"]
 
 
 # -- what is stored about the command --------------------------------------------------------------

@@ -9,10 +9,10 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import query
+from helpers import as_utc, event_rows, event_types, run_row, wait_for
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
@@ -24,47 +24,6 @@ from runstore.store.schema import RunStatus
 from runstore.store.store import Store
 
 # -- reading the store as another process would ---------------------------------------------------
-
-
-def run_row(db: str, run_id: str) -> dict[str, Any]:
-    rows = query(db, "SELECT * FROM runs WHERE run_id = :r", r=run_id)
-    assert len(rows) == 1, f"expected one run {run_id!r}, found {len(rows)}"
-    return rows[0]
-
-
-def event_rows(db: str, run_id: str) -> list[dict[str, Any]]:
-    """A run's events in seq order, ``data`` parsed (None when empty), ``ts`` as aware UTC."""
-    rows = query(
-        db,
-        "SELECT e.seq, e.ts, e.event_type, e.level, e.message, CAST(e.data AS TEXT) AS data "
-        "FROM events e JOIN runs r ON r.id = e.run_pk WHERE r.run_id = :r ORDER BY e.seq",
-        r=run_id,
-    )
-    for row in rows:
-        row["data"] = json.loads(row["data"]) if row["data"] is not None else None
-        row["ts"] = as_utc(row["ts"])
-    return rows
-
-
-def event_types(db: str, run_id: str) -> list[str]:
-    return [e["event_type"] for e in event_rows(db, run_id)]
-
-
-def as_utc(value: Any) -> datetime:
-    """A timestamp column as an aware UTC datetime (SQLite hands back text)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
-
-
-def wait_for(condition: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return bool(condition())
 
 
 # -- the two ways to use a RunLogger --------------------------------------------------------------

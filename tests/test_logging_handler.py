@@ -6,7 +6,8 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from test_exec import events, query
+from conftest import query
+from helpers import recorded_events
 
 import runstore
 from runstore.record.logger import RunLogger
@@ -25,7 +26,11 @@ def log() -> Iterator[logging.Logger]:
 
 
 def logged(db: str, run_id: str) -> list[dict]:
-    return [e for e in events(db, run_id) if e["event_type"] not in ("run_started", "run_finished")]
+    return [
+        e
+        for e in recorded_events(db, run_id)
+        if e["event_type"] not in ("run_started", "run_finished")
+    ]
 
 
 def test_records_become_events_with_levels_mapped(db, log):

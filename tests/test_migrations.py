@@ -17,9 +17,10 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from conftest import query
+from helpers import event_rows, run_row
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
-from test_logger import event_rows, query, run_row
 
 from runstore.errors import SchemaTooNew, StoreError
 from runstore.record.logger import RunLogger

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SAMPLE_INPUT
-from test_logger import as_utc, event_rows, query, run_row
+from conftest import SAMPLE_INPUT, query
+from helpers import as_utc, event_rows, run_row
 
 from runstore.job import pipeline
 from runstore.job.pipeline import run_job

@@ -7,19 +7,27 @@ The helpers at the top build stores that the CLI tests reuse.
 from __future__ import annotations
 
 import json
-import os
-import random
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import SAMPLE_INPUT, Cli, _postgres_database
-from sqlalchemy import func, insert, select, update
+from helpers import (
+    BACKENDS,
+    NEWEST_FIRST,
+    NOW,
+    Handful,
+    expected_stats,
+    fresh_store,
+    handful_store,
+    ids,
+    insert_runs,
+    known_runs,
+    place_run,
+    snapshot,
+)
+from sqlalchemy import func, select
 
-from runstore import procinfo
 from runstore.errors import UsageError
 from runstore.history.queries import (
     STREAK_SCAN,
@@ -32,143 +40,10 @@ from runstore.history.queries import (
     stats,
 )
 from runstore.record.logger import RunLogger
-from runstore.store.schema import NOT_COMPLETED_STATUSES, events, runs
+from runstore.store.schema import NOT_COMPLETED_STATUSES, runs
 from runstore.store.store import Store
 
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
-
-
 # -- helpers shared with the CLI tests ------------------------------------------------------------
-
-
-def set_run(db: str, run_id: str, **values: Any) -> None:
-    """Overwrite columns of one run, e.g. to give it a known start time and duration."""
-    Store.open(db).write(
-        lambda conn: conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
-    )
-
-
-def place_run(
-    db: str, run_id: str, *, ago: timedelta, duration_ms: int | None, **values: Any
-) -> None:
-    """Move a run to a known start (``ago`` before NOW) with a known duration."""
-    started = NOW - ago
-    finished = started + timedelta(milliseconds=duration_ms) if duration_ms is not None else None
-    set_run(
-        db,
-        run_id,
-        started_at=started,
-        finished_at=finished,
-        duration_ms=duration_ms,
-        heartbeat_at=finished or started,
-        **values,
-    )
-
-
-def insert_runs(db: str, rows: list[dict[str, Any]]) -> None:
-    """Many runs at once, straight into the runs table (percentile and paging tests)."""
-    Store.open(db).write(lambda conn: conn.execute(insert(runs), rows))
-
-
-def snapshot(db: str) -> tuple[list[Any], list[Any]]:
-    """Every row of runs and events, to prove that something changed nothing."""
-    store = Store.open(db)
-    with store.read() as conn:
-        run_rows = [tuple(r) for r in conn.execute(select(runs).order_by(runs.c.id))]
-        event_rows = [
-            (r.id, r.run_pk, r.seq, r.ts, r.event_type, r.level, r.message)
-            for r in conn.execute(select(events).order_by(events.c.id))
-        ]
-    return run_rows, event_rows
-
-
-@dataclass
-class Handful:
-    """What ``record_handful`` made: the store, and each run's status by run id."""
-
-    db: str
-    statuses: dict[str, str]
-
-    def not_completed(self) -> set[str]:
-        return {rid for rid, st in self.statuses.items() if st in NOT_COMPLETED_STATUSES}
-
-
-def record_handful(db: str, tmp_path: Path) -> Handful:
-    """A handful of real runs with known start times (newest last):
-
-    etl-ok       etl            completed   3h ago    1.5 s   2 items, a warning, a debug event
-    etl-fail     etl            failed      2h ago    4 s     an item failed, an error
-    bk-abandon   backup         abandoned   3d ago    -
-    bk-cancel    backup         cancelled   50m ago   200 ms
-    lines-empty  process-lines  (whatever an empty input gives)  20m ago  300 ms
-    lines-sample process-lines  completed   15m ago   900 ms  9 items (runstore run, with --log)
-    bk-live      backup         running     10m ago   -
-    """
-    with RunLogger(job="etl", run_id="etl-ok", db=db) as run:
-        run.log_event("item_processed", {"line": "a"})
-        run.log_event("trace", {"detail": 1}, level="debug")
-        run.log_event("item_processed", {"line": "b"})
-        run.log_warning("slow source", seconds=12)
-    place_run(db, "etl-ok", ago=timedelta(hours=3), duration_ms=1500)
-
-    run = RunLogger(job="etl", run_id="etl-fail", db=db)
-    run.log_event("item_processed", {"line": "a"})
-    run.log_event("item_failed", {"line": "c", "reason": "not a number"}, level="warning")
-    run.log_error("boom", where="load")
-    run.finish("failed", error_summary="boom")
-    place_run(db, "etl-fail", ago=timedelta(hours=2), duration_ms=4000)
-
-    run = RunLogger(job="backup", run_id="bk-abandon", db=db)
-    run.finish("cancelled")
-    place_run(db, "bk-abandon", ago=timedelta(days=3), duration_ms=None, status="abandoned")
-
-    run = RunLogger(job="backup", run_id="bk-cancel", db=db)
-    run.finish("cancelled", exit_code=143, error_summary="terminated")
-    place_run(db, "bk-cancel", ago=timedelta(minutes=50), duration_ms=200)
-
-    cli = Cli(db)
-    empty = tmp_path / "empty.txt"
-    empty.write_text("")
-    result = cli("run", "--input", str(empty), "--output", str(tmp_path / "e.json"),
-                 "--run-id", "lines-empty", "--job", "process-lines")  # fmt: skip
-    assert "Traceback" not in result.output
-    place_run(db, "lines-empty", ago=timedelta(minutes=20), duration_ms=300)
-
-    result = cli("run", "--input", str(SAMPLE_INPUT), "--output", str(tmp_path / "p.json"),
-                 "--run-id", "lines-sample")  # fmt: skip
-    assert result.exit_code == 0, result.output
-    place_run(db, "lines-sample", ago=timedelta(minutes=15), duration_ms=900)
-
-    live = RunLogger(job="backup", run_id="bk-live", db=db, flush_interval=3600)
-    live.log_event("item_processed", {"line": "x"})
-    live.flush()
-    place_run(db, "bk-live", ago=timedelta(minutes=10), duration_ms=None)
-
-    store = Store.open(db)
-    with store.read() as conn:
-        statuses = dict(conn.execute(select(runs.c.run_id, runs.c.status)).all())
-    assert len(statuses) == 7
-    return Handful(db, statuses)
-
-
-NEWEST_FIRST = ["bk-live", "lines-sample", "lines-empty", "bk-cancel", "etl-fail", "etl-ok",
-                "bk-abandon"]  # fmt: skip
-
-
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-def fresh_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """A new empty store for a module-scoped fixture: a SQLite file, or a PostgreSQL database."""
-    if request.param == "sqlite":
-        yield str(tmp_path_factory.mktemp("store") / "store.db")
-    else:
-        yield from _postgres_database()
-
-
-def handful_store(request, tmp_path_factory) -> Iterator[Handful]:
-    for db in fresh_store(request, tmp_path_factory):
-        yield record_handful(db, tmp_path_factory.mktemp("handful"))
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -191,10 +66,6 @@ def known(request, tmp_path_factory) -> Iterator[tuple[str, list[dict[str, Any]]
         rows = known_runs()
         insert_runs(db, rows)
         yield db, rows
-
-
-def ids(rows: list[dict[str, Any]]) -> list[str]:
-    return [r["run_id"] for r in rows]
 
 
 # -- history --------------------------------------------------------------------------------------
@@ -328,91 +199,6 @@ def test_run_events_unknown_level_is_a_usage_error(handful):
 
 
 # -- stats ----------------------------------------------------------------------------------------
-
-
-def nearest_rank(values: list[int], percent: int) -> int | None:
-    """The textbook nearest-rank percentile, in integer arithmetic."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-percent * len(ordered) // 100))
-    return ordered[rank - 1]
-
-
-def expected_stats(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """What stats() must say, computed in Python from the rows themselves."""
-    out: dict[str, dict[str, Any]] = {}
-    for job in sorted({r["job"] for r in rows}):
-        mine = sorted(
-            (r for r in rows if r["job"] == job), key=lambda r: r["started_at"], reverse=True
-        )
-        statuses = [r["status"] for r in mine]
-        durations = [r["duration_ms"] for r in mine if r.get("duration_ms") is not None]
-        completed = statuses.count("completed")
-        failed = sum(s in NOT_COMPLETED_STATUSES for s in statuses)
-        streak = 0
-        for status in (s for s in statuses if s != "running"):
-            if status == "completed":
-                break
-            streak += 1
-        successes = [r["started_at"] for r in mine if r["status"] == "completed"]
-        out[job] = {
-            "job": job,
-            "runs": len(mine),
-            "completed": completed,
-            "failed": failed,
-            "running": statuses.count("running"),
-            "failure_rate": round(failed / (completed + failed), 4) if completed + failed else None,
-            "p50_ms": nearest_rank(durations, 50),
-            "p95_ms": nearest_rank(durations, 95),
-            "max_ms": max(durations) if durations else None,
-            "last_status": statuses[0],
-            "last_started_at": mine[0]["started_at"],
-            "failure_streak": streak,
-            "last_success_at": successes[0] if successes else None,
-        }
-    return out
-
-
-def known_runs(seed: int = 7) -> list[dict[str, Any]]:
-    """Runs of four jobs with known durations, duplicates, gaps and a failure streak."""
-    rng = random.Random(seed)
-    rows: list[dict[str, Any]] = []
-    # Running rows belong to this live process, so the read commands' reaper leaves them be.
-    # (Every row has the same keys: an executemany insert takes its columns from the first.)
-    pid = os.getpid()
-    alive = {"host": procinfo.hostname(), "pid": pid, "boot_id": procinfo.boot_id(),
-             "process_start": procinfo.process_start(pid)}  # fmt: skip
-
-    def add(job: str, i: int, status: str, duration: int | None, hours_ago: float) -> None:
-        started = NOW - timedelta(hours=hours_ago)
-        rows.append(
-            {
-                "run_id": f"{job}-{i:03d}",
-                "job": job,
-                "status": status,
-                "started_at": started,
-                "finished_at": None
-                if duration is None
-                else started + timedelta(milliseconds=duration),
-                "duration_ms": duration,
-                **(alive if status == "running" else dict.fromkeys(alive)),
-            }
-        )
-
-    for i in range(137):  # many distinct durations, a few failures
-        status = "failed" if i % 9 == 4 else "completed"
-        add("nightly", i, status, rng.randint(100, 90_000), hours_ago=200 - i)
-    for i in range(20):  # heavy duplicates: percentiles land on ties
-        add("dup", i, "completed", [5, 5, 5, 7, 7, 9, 9, 9, 9, 12][i % 10], hours_ago=50 - i)
-    # newest first: running, failed, cancelled, abandoned, then a success, then older failures
-    tail = [("running", None), ("failed", 4000), ("cancelled", 10), ("abandoned", None),
-            ("completed", 2500), ("failed", 30), ("completed", 2400)]  # fmt: skip
-    for i, (status, duration) in enumerate(tail):
-        add("flaky", i, status, duration, hours_ago=1 + i)
-    add("single", 0, "completed", 1234, hours_ago=300)
-    add("only-running", 0, "running", None, hours_ago=0.5)
-    return rows
 
 
 def _comparable(row: dict[str, Any]) -> dict[str, Any]:

@@ -11,9 +11,9 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from helpers import event_rows, run_row
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_logger import event_rows, run_row
 
 from runstore.errors import InputError
 from runstore.job.pipeline import run_job

@@ -235,6 +235,18 @@ class OutputCapture:
                 lines.append(Line(stream, _text(builder.kept), builder.length > len(builder.kept)))
         return lines
 
+    @property
+    def held_bytes(self) -> int:
+        """Output bytes this capture holds in memory right now (its bound: tail_max_bytes plus
+        one chunk, and each stream's unfinished line up to line_max_bytes)."""
+        partial = sum(len(builder.kept) for builder in self._partial.values())
+        return self._ring_bytes + partial
+
+    @property
+    def held_chunks(self) -> int:
+        """Pieces of output held for the tail: work at the end is bounded by these."""
+        return len(self._ring)
+
     def totals(self) -> dict[str, int]:
         """Line and byte counts per stream; a last line without a newline counts as a line."""
         out: dict[str, int] = {}
