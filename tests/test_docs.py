@@ -47,3 +47,23 @@ def test_readme_example_query_runs(sqlite_cli, tmp_path, query):
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("[")
     assert result.stdout.strip() != "[]", "each example should find something in this store"
+
+
+def test_the_readme_draws_the_packages_that_exist():
+    layout = README.split("## How the code is laid out", 1)[1].split("```")[1]
+    lines = layout.splitlines()
+    package = REPO / "runstore"
+    packages = sorted(p for p in package.iterdir() if (p / "__init__.py").is_file())
+    drawn = {
+        line.split()[0] for line in lines if line.startswith("  ") and line.split()[0].endswith("/")
+    }
+    assert drawn == {f"{p.name}/" for p in packages}, "the README's packages differ from the tree"
+    for sub in packages:
+        line = next(line for line in lines if line.strip().startswith(f"{sub.name}/"))
+        if sub.name == "cli":  # its modules are named after the commands
+            continue
+        modules = {p.stem for p in sub.glob("*.py") if not p.stem.startswith("_")}
+        missing = {m for m in modules if not re.search(rf"\b{m}\b", line)}
+        assert not missing, f"{sub.name}/ modules missing from the README's layout: {missing}"
+    top = {p.name for p in package.glob("*.py")} - {"__init__.py", "__main__.py"}
+    assert top <= set(re.findall(r"\b\w+\.py\b", layout)), "a top-level module is not drawn"
