@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from runstore.cli._app import DbOption, app, warn
 from runstore.cli.output import JsonObjectOption, print_json
-from runstore.humanize import human_bytes, plural
+from runstore.humanize import human_bytes, local_time, plural
 
 
 @app.command()
@@ -57,7 +57,7 @@ def prune(
     `runstore prune --older-than 30d --job nightly-backup --dry-run`
     """
     from runstore.history.prune import prune as prune_store
-    from runstore.humanize import local_time, parse_duration
+    from runstore.humanize import parse_duration
     from runstore.store.store import Store
 
     seconds = parse_duration(older_than, "--older-than")
@@ -89,10 +89,15 @@ def prune(
     if as_json:
         print_json(result.as_dict())
         return
-    verb = "would remove" if dry_run else "removed"
+    _print_report(result, older_than.strip())
+
+
+def _print_report(result: Any, older_than: str) -> None:
+    """What a prune removed (or would), job by job, and the space it gave back."""
+    verb = "would remove" if result.dry_run else "removed"
     print(
         f"{verb} {plural(result.runs, 'run')} and {plural(result.events, 'event')} "
-        f"started before {local_time(result.cutoff)} (older than {older_than.strip()})"
+        f"started before {local_time(result.cutoff)} (older than {older_than})"
     )
     width = max((len(name) for name in result.by_job), default=0)
     for name, count in result.by_job.items():
@@ -102,7 +107,7 @@ def prune(
             f"kept {plural(result.kept_older, 'older run')} "
             "(running, or kept by --keep-last/--keep-failed)"
         )
-    if dry_run:
+    if result.dry_run:
         print("dry run: nothing was changed")
     elif result.vacuumed:
         print(

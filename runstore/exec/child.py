@@ -19,6 +19,7 @@ from runstore.exec.capture import STDERR, STDOUT
 from runstore.exec.outcome import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
 
 PIPE_SIZE = 1 << 20  # Linux default is 64 KiB; larger pipes mean fewer, larger reads
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 # A terminal sends these to its whole foreground process group.
 TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
 
@@ -129,6 +130,22 @@ class Child:
         peak = procinfo.tree_peak_rss_kb(self.pid)
         if peak is not None and peak > (self.sampled_rss_kb or 0):
             self.sampled_rss_kb = peak
+
+
+def take_signals(handler: Any) -> dict[int, Any]:
+    """Have ``handler`` receive the signals runstore passes on (from the main thread only); the
+    handlers they had, to put back. One ignored by whoever started us (nohup) stays ignored, and
+    the command inherits that; SIGCHLD ignored would have the kernel reap the command and lose
+    its exit status, so it gets its default back."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous: dict[int, Any] = {}
+    for sig in FORWARDED_SIGNALS:
+        if signal.getsignal(sig) != signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, handler)
+    if signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:
+        previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    return previous
 
 
 def spawn_problem(program: str, exc: OSError) -> tuple[int, str]:

@@ -21,23 +21,20 @@ import contextlib
 import os
 import re
 import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from runstore import env
 from runstore.errors import UsageError
 from runstore.exec import HEAD_LINES, KILL_AFTER_S, TAIL_LINES, outcome
 from runstore.exec.capture import STDERR, STDOUT, OutputCapture, Spool
-from runstore.exec.child import Child
+from runstore.exec.child import Child, take_signals
 from runstore.exec.outcome import Outcome, signal_name
 from runstore.exec.pump import Deadlines, pump, write_all
-from runstore.exec.recorder import Event, Finish, OutputLine, Recorder, store_for_child
+from runstore.exec.recorder import Event, Finish, OutputLine, Recorder
 from runstore.humanize import format_duration
 from runstore.record.ids import check_job, check_run_id
 from runstore.redact import redact_text
@@ -50,7 +47,6 @@ START_WAIT_S = 10.0
 FINISH_WAIT_S = 120.0
 MAX_SIGNAL_EVENTS = 20
 
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 # NAME=value, as a shell reads it before a command (and as `exec` is sometimes mistakenly given).
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -148,7 +144,6 @@ class Execution:
             log_path=options.log_path,
             started=self.started,
         )
-        self.passfile: Path | None = None
         self.cancel_signal: int | None = None
         self.signal_events = 0
         self.timed_out = self.killed = False
@@ -195,23 +190,10 @@ class Execution:
                 Event("signal", {"signal": name, "forwarded": forwarded}, "warning", message)
             )
 
-    def _install_handlers(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous: dict[int, Any] = {}
-        for sig in FORWARDED_SIGNALS:
-            if signal.getsignal(sig) == signal.SIG_IGN:
-                continue  # ignored by whoever started us (nohup): the command inherits that
-            previous[sig] = signal.signal(sig, self._on_signal)
-        if signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:
-            # Ignored, the kernel would reap the command and its exit status would be lost.
-            previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        return previous
-
     # -- the run ---------------------------------------------------------------------------------
 
     def run(self) -> ExecResult:
-        previous = self._install_handlers()
+        previous = take_signals(self._on_signal)
         try:
             return self._run()
         finally:
@@ -219,8 +201,7 @@ class Execution:
                 signal.signal(sig, handler)
             if self.spool is not None:
                 self.spool.close()
-            if self.passfile is not None:
-                self.passfile.unlink(missing_ok=True)
+            self.recorder.close()
 
     def _run(self) -> ExecResult:
         from runstore.signals import take_held
@@ -233,7 +214,7 @@ class Execution:
         if self.cancel_signal is not None:
             reason = f"cancelled by {signal_name(self.cancel_signal)} before the command started"
             return self._end(Outcome(128 + self.cancel_signal, "cancelled", reason))
-        problem = self.child.spawn(self._environment())
+        problem = self.child.spawn(self.recorder.environment())
         if problem is not None:
             code, message = problem[0], redact_text(problem[1])  # argv[0] may hold a secret
             self.record(Event("error", {"message": message}, "error", message))
@@ -271,18 +252,6 @@ class Execution:
                 "the command starts before its run is recorded"
             )
         self.check_store()
-
-    def _environment(self) -> dict[str, str]:
-        """Ours, and the run to add to: RUNSTORE_RUN_ID, RUNSTORE_DB (never with a password)."""
-        environment = dict(os.environ)
-        if self.recorder.run_id is not None and self.recorder.store_address is not None:
-            environment[env.RUN_ID] = self.recorder.run_id
-            environment[env.DB] = self.recorder.store_address
-        if "://" in environment.get(env.DB, ""):
-            environment[env.DB], self.passfile = store_for_child(environment[env.DB])
-            if self.passfile is not None:
-                environment[env.PGPASSFILE] = str(self.passfile)
-        return environment
 
     # -- what the pump hands over (pump.Handler) -------------------------------------------------
 
@@ -346,22 +315,13 @@ class Execution:
             last_error=outcome.last_error_line(tail, self.last_error_line),
         )
         usage = outcome.resource_use(child.rusage, child.rss_at_spawn_kb, child.sampled_rss_kb)
-        events: list[OutputLine | Event] = []
-        omitted = outcome.omitted_output(self.capture, tail)
-        if omitted is not None:
-            message = (
-                f"{omitted['lines_omitted']} lines ({omitted['bytes_omitted']} bytes) of output "
-                f"not stored; kept the first {omitted['head_lines']} and the last {len(tail)}"
-            )
-            events.append(Event("output_omitted", omitted, "info", message))
+        *omitted, exited = outcome.closing_events(self.capture, tail, child.wait_status, usage)
+        events: list[OutputLine | Event] = [
+            Event(kind, data, "info", say) for kind, data, say in omitted
+        ]
         events.extend(OutputLine(line) for line in tail)
-        exited = outcome.exited_data(child.wait_status, usage, self.capture.totals())
-        said = (
-            f"killed by {exited['signal']}"
-            if exited["signal"]
-            else f"exit code {exited['exit_code']}"
-        )
-        events.append(Event("process_exited", exited, "info", said))
+        kind, data, say = exited
+        events.append(Event(kind, data, "info", say))
         if self.spool is not None and ending.exit_code != 0:
             self.spool.replay(self._replay_write, self._replay_note)
         return self._end(ending, events=events, usage=usage)

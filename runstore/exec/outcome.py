@@ -123,6 +123,27 @@ def omitted_output(capture: OutputCapture, tail: list[Line]) -> dict[str, Any] |
     }
 
 
+def closing_events(
+    capture: OutputCapture, tail: list[Line], wait_status: int | None, usage: dict[str, Any]
+) -> list[tuple[str, dict[str, Any], str]]:
+    """The events that close an exec run's timeline, as (type, data, message): what output was
+    left out of the store (if any), then how the process exited. The tail's lines go between."""
+    closing: list[tuple[str, dict[str, Any], str]] = []
+    omitted = omitted_output(capture, tail)
+    if omitted is not None:
+        message = (
+            f"{omitted['lines_omitted']} lines ({omitted['bytes_omitted']} bytes) of output "
+            f"not stored; kept the first {omitted['head_lines']} and the last {len(tail)}"
+        )
+        closing.append(("output_omitted", omitted, message))
+    exited = exited_data(wait_status, usage, capture.totals())
+    said = (
+        f"killed by {exited['signal']}" if exited["signal"] else f"exit code {exited['exit_code']}"
+    )
+    closing.append(("process_exited", exited, said))
+    return closing
+
+
 def exited_data(wait_status: int | None, usage: dict[str, Any], totals: dict[str, int]) -> dict:
     """What the ``process_exited`` event says."""
     if wait_status is None:

@@ -90,6 +90,27 @@ class Recorder(threading.Thread):
         self.busy: str | None = None  # why the store refuses us right now (another writer)
         self.log_problem: str | None = None
         self.note: str | None = None
+        self._passfile: Path | None = None
+
+    def environment(self) -> dict[str, str]:
+        """The command's environment: ours, and the run to add to, RUNSTORE_RUN_ID and
+        RUNSTORE_DB (never with a password: see ``store_for_child``)."""
+        from runstore import env
+
+        environment = dict(os.environ)
+        if self.run_id is not None and self.store_address is not None:
+            environment[env.RUN_ID] = self.run_id
+            environment[env.DB] = self.store_address
+        if "://" in environment.get(env.DB, ""):
+            environment[env.DB], self._passfile = store_for_child(environment[env.DB])
+            if self._passfile is not None:
+                environment[env.PGPASSFILE] = str(self._passfile)
+        return environment
+
+    def close(self) -> None:
+        """Remove what the command needed only while it ran (the passfile)."""
+        if self._passfile is not None:
+            self._passfile.unlink(missing_ok=True)
 
     def run(self) -> None:
         try:

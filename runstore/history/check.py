@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from runstore.errors import first_line
 from runstore.humanize import humane_age
 from runstore.store import sqlite_file
-from runstore.store.schema import KNOWN_REVISIONS, SCHEMA_REVISION, RunStatus, runs
+from runstore.store.schema import KNOWN_REVISIONS, OLDEST_FIRST, SCHEMA_REVISION, RunStatus, runs
 from runstore.store.store import Store
 
 # Integrity findings listed in a check report (SQLite itself stops at 100); the rest are counted.
@@ -135,7 +135,7 @@ def _count_and_find_stale(store: Store, report: CheckReport, stale_after_s: floa
                     runs.c.heartbeat_at,
                 )
                 .where(runs.c.status == RunStatus.RUNNING.value)
-                .order_by(runs.c.started_at, runs.c.id)
+                .order_by(*OLDEST_FIRST)
             )
             .mappings()
             .all()

@@ -19,6 +19,7 @@ from runstore.store import sqlite_file
 from runstore.store.schema import (
     FINISHED_STATUSES,
     NEWEST_FIRST,
+    OLDEST_FIRST,
     RunStatus,
     events,
     runs,
@@ -86,101 +87,30 @@ def prune(
     ``progress(runs, events)`` is called after each batch.
     """
     if older_than_s < 0:
-        raise UsageError("--older-than must not be negative")
+        raise UsageError("must not be negative", field="older_than")
     if keep_last < 0:
-        raise UsageError("--keep-last must not be negative")
+        raise UsageError("must not be negative", field="keep_last")
     now = now or datetime.now(timezone.utc)
     try:
         cutoff = now - timedelta(seconds=older_than_s)
     except OverflowError:
-        raise UsageError("--older-than reaches before year 1; choose a shorter age") from None
+        raise UsageError(
+            "reaches before year 1; choose a shorter age", field="older_than"
+        ) from None
     result = PruneResult(cutoff=cutoff, dry_run=dry_run)
     in_scope = [runs.c.started_at < cutoff, *([runs.c.job.in_(list(jobs))] if jobs else [])]
     completed = (RunStatus.COMPLETED.value,)
     statuses = completed if keep_failed else FINISHED_STATUSES  # never a running run
-    prunable = [*in_scope, runs.c.status.in_(statuses)]
     if store.path is not None:
         result.size_before = sqlite_file.file_bytes(store.path)
     with store.read() as conn:
         protected = _newest_per_job(conn, in_scope, keep_last) if keep_last else set()
-
-    def one_batch(conn: Connection, after: tuple[datetime, int] | None) -> _Batch:
-        query = select(runs.c.id, runs.c.job, runs.c.started_at, runs.c.event_count)
-        query = query.where(*prunable)
-        if after is not None:  # keyset paging: past the runs already looked at
-            query = query.where(
-                runs.c.started_at >= after[0],
-                or_(runs.c.started_at > after[0], runs.c.id > after[1]),
-            )
-        rows = conn.execute(query.order_by(runs.c.started_at, runs.c.id).limit(batch_size)).all()
-        batch = _Batch(last=after, done=not rows)
-        batch_events = 0
-        for run_pk, job, started_at, event_count in rows:
-            if batch.ids and batch_events + (event_count or 0) > PRUNE_BATCH_EVENTS:
-                break
-            batch.last = (started_at, run_pk)
-            if run_pk not in protected:
-                batch.ids.append(run_pk)
-                batch.jobs.append(job)
-                batch_events += event_count or 0
-        if not batch.ids:
-            return batch
-        batch.events = _count_events(conn, batch.ids)
-        if dry_run:
-            return batch
-        batch.jobs = list(
-            conn.execute(
-                delete(runs)
-                # Not `status IN (...)`: SQLite would scan the status index instead of the ids.
-                .where(runs.c.id.in_(batch.ids), runs.c.status != RunStatus.RUNNING.value)
-                .returning(runs.c.job)
-            ).scalars()
-        )
-        # Events go with their runs through ON DELETE CASCADE. SQLite enforces it only on a
-        # connection with foreign_keys=ON (PostgreSQL always): make sure they really did go.
-        left = _count_events(conn, batch.ids) if store.is_sqlite else 0
-        if left:
-            raise StoreError(
-                f"{left} events stayed behind when their runs were deleted (are foreign keys "
-                "off?); nothing was removed"
-            )
-        return batch
-
-    after: tuple[datetime, int] | None = None
-    # A dry run reads one snapshot; a real one writes each batch in its own short transaction.
-    with store.read() if dry_run else contextlib.nullcontext() as reader:
-        while True:
-            began = time.monotonic()
-            if reader is not None:
-                batch = one_batch(reader, after)
-            else:
-                batch = store.write(functools.partial(one_batch, after=after))
-            if batch.done:
-                break
-            after = batch.last
-            result.runs += len(batch.jobs)
-            result.events += batch.events
-            for job in batch.jobs:
-                result.by_job[job] = result.by_job.get(job, 0) + 1
-            if batch.jobs and progress is not None:
-                progress(result.runs, result.events)
-            if batch.jobs and not dry_run and store.is_sqlite:
-                time.sleep(min(PRUNE_PAUSE_CAP_S, time.monotonic() - began))
-    result.by_job = dict(sorted(result.by_job.items()))
+    batches = _Batches(store, [*in_scope, runs.c.status.in_(statuses)], protected, batch_size)
+    batches.run(result, dry_run, progress)
     with store.read() as conn:
         result.kept_older = _count_runs(conn, in_scope) - (result.runs if dry_run else 0)
-    if dry_run:
-        return result
-
-    if store.path is not None:
-        if vacuum and (result.runs or sqlite_file.free_bytes(store.engine)):
-            result.vacuum_error = sqlite_file.vacuum(store.engine)
-            result.vacuumed = result.vacuum_error is None
-        result.size_after = sqlite_file.file_bytes(store.path)
-        result.free_bytes = sqlite_file.free_bytes(store.engine)
-    elif vacuum and result.runs:
-        result.vacuum_error = _vacuum_postgresql(store)
-        result.vacuumed = result.vacuum_error is None
+    if not dry_run:
+        _give_space_back(store, result, vacuum)
     return result
 
 
@@ -193,6 +123,102 @@ class _Batch:
     ids: list[int] = field(default_factory=list)
     jobs: list[str] = field(default_factory=list)
     events: int = 0
+
+
+@dataclass
+class _Batches:
+    """The prunable runs, a batch at a time: keyset paging through (started_at, id), each batch
+    capped by runs and by events, protected runs skipped."""
+
+    store: Store
+    prunable: list[ColumnElement[bool]]
+    protected: set[int]
+    batch_size: int
+
+    def run(
+        self, result: PruneResult, dry_run: bool, progress: Callable[[int, int], None] | None
+    ) -> None:
+        after: tuple[datetime, int] | None = None
+        # A dry run reads one snapshot; a real one writes each batch in its own transaction.
+        with self.store.read() if dry_run else contextlib.nullcontext() as reader:
+            while True:
+                began = time.monotonic()
+                if reader is not None:
+                    batch = self.next(reader, after, delete_it=False)
+                else:
+                    batch = self.store.write(functools.partial(self.next, after=after))
+                if batch.done:
+                    break
+                after = batch.last
+                result.runs += len(batch.jobs)
+                result.events += batch.events
+                for job in batch.jobs:
+                    result.by_job[job] = result.by_job.get(job, 0) + 1
+                if batch.jobs and progress is not None:
+                    progress(result.runs, result.events)
+                if batch.jobs and not dry_run and self.store.is_sqlite:
+                    time.sleep(min(PRUNE_PAUSE_CAP_S, time.monotonic() - began))
+        result.by_job = dict(sorted(result.by_job.items()))
+
+    def next(
+        self, conn: Connection, after: tuple[datetime, int] | None, *, delete_it: bool = True
+    ) -> _Batch:
+        query = select(runs.c.id, runs.c.job, runs.c.started_at, runs.c.event_count)
+        query = query.where(*self.prunable)
+        if after is not None:  # keyset paging: past the runs already looked at
+            query = query.where(
+                runs.c.started_at >= after[0],
+                or_(runs.c.started_at > after[0], runs.c.id > after[1]),
+            )
+        query = query.order_by(*OLDEST_FIRST).limit(self.batch_size)
+        batch = _Batch(last=after, done=False)
+        rows = conn.execute(query).all()
+        batch.done = not rows
+        batch_events = 0
+        for run_pk, job, started_at, event_count in rows:
+            if batch.ids and batch_events + (event_count or 0) > PRUNE_BATCH_EVENTS:
+                break
+            batch.last = (started_at, run_pk)
+            if run_pk not in self.protected:
+                batch.ids.append(run_pk)
+                batch.jobs.append(job)
+                batch_events += event_count or 0
+        if batch.ids:
+            batch.events = _count_events(conn, batch.ids)
+            if delete_it:
+                batch.jobs = self._delete(conn, batch.ids)
+        return batch
+
+    def _delete(self, conn: Connection, ids: list[int]) -> list[str]:
+        jobs = list(
+            conn.execute(
+                delete(runs)
+                # Not `status IN (...)`: SQLite would scan the status index instead of the ids.
+                .where(runs.c.id.in_(ids), runs.c.status != RunStatus.RUNNING.value)
+                .returning(runs.c.job)
+            ).scalars()
+        )
+        # Events go with their runs through ON DELETE CASCADE. SQLite enforces it only on a
+        # connection with foreign_keys=ON (PostgreSQL always): make sure they really did go.
+        left = _count_events(conn, ids) if self.store.is_sqlite else 0
+        if left:
+            raise StoreError(
+                f"{left} events stayed behind when their runs were deleted (are foreign keys "
+                "off?); nothing was removed"
+            )
+        return jobs
+
+
+def _give_space_back(store: Store, result: PruneResult, vacuum: bool) -> None:
+    if store.path is not None:
+        if vacuum and (result.runs or sqlite_file.free_bytes(store.engine)):
+            result.vacuum_error = sqlite_file.vacuum(store.engine)
+            result.vacuumed = result.vacuum_error is None
+        result.size_after = sqlite_file.file_bytes(store.path)
+        result.free_bytes = sqlite_file.free_bytes(store.engine)
+    elif vacuum and result.runs:
+        result.vacuum_error = _vacuum_postgresql(store)
+        result.vacuumed = result.vacuum_error is None
 
 
 def _newest_per_job(

@@ -16,7 +16,16 @@ from sqlalchemy import Select, and_, func, select
 
 from runstore.errors import UsageError
 from runstore.history import HISTORY_FIELDS, HISTORY_LIMIT
-from runstore.store.schema import LEVELS, NOT_COMPLETED_STATUSES, RunStatus, events, runs
+from runstore.humanize import humane_duration
+from runstore.store.schema import (
+    LEVELS,
+    NEWEST_FIRST,
+    NOT_COMPLETED_STATUSES,
+    OLDEST_FIRST,
+    RunStatus,
+    events,
+    runs,
+)
 from runstore.store.store import Store
 
 HISTORY_COLUMNS = tuple(runs.c[name] for name in HISTORY_FIELDS)
@@ -78,11 +87,7 @@ def history_query(flt: HistoryFilter) -> Select[Any]:
         conditions.append(runs.c.duration_ms >= flt.min_duration_ms)
     if flt.max_duration_ms is not None:
         conditions.append(runs.c.duration_ms <= flt.max_duration_ms)
-    order = (
-        (runs.c.started_at.asc(), runs.c.id.asc())
-        if flt.oldest_first
-        else (runs.c.started_at.desc(), runs.c.id.desc())
-    )
+    order = OLDEST_FIRST if flt.oldest_first else NEWEST_FIRST
     query = select(*HISTORY_COLUMNS).where(and_(True, *conditions)).order_by(*order)
     if flt.limit is not None:
         query = query.limit(flt.limit)
@@ -235,7 +240,7 @@ def _recent(conn: Any, st: JobStats, since: datetime | None) -> None:
     if since is not None:
         base.append(runs.c.started_at >= since)
     newest = select(runs.c.status, runs.c.started_at).where(*base)
-    newest = newest.order_by(runs.c.started_at.desc(), runs.c.id.desc())
+    newest = newest.order_by(*NEWEST_FIRST)
     last = conn.execute(newest.limit(1)).first()
     if last is not None:
         st.last_status, st.last_started_at = last
@@ -243,7 +248,7 @@ def _recent(conn: Any, st: JobStats, since: datetime | None) -> None:
     for (status,) in conn.execute(
         select(runs.c.status)
         .where(*base, runs.c.status != RunStatus.RUNNING.value)
-        .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+        .order_by(*NEWEST_FIRST)
         .limit(STREAK_SCAN)
     ):
         if status == RunStatus.COMPLETED.value:
@@ -253,7 +258,7 @@ def _recent(conn: Any, st: JobStats, since: datetime | None) -> None:
     st.last_success_at = conn.execute(
         select(runs.c.started_at)
         .where(*base, runs.c.status == RunStatus.COMPLETED.value)
-        .order_by(runs.c.started_at.desc())
+        .order_by(*NEWEST_FIRST)
         .limit(1)
     ).scalar()
 
@@ -278,62 +283,21 @@ def check_job(
 ) -> CheckResult:
     """Is ``job`` healthy? Its last finished run completed within ``max_age_s``, and no run of it
     has been running longer than ``max_duration_s``."""
-    from runstore.humanize import humane_duration
-
     now = now or datetime.now(timezone.utc)
     with store.read() as conn:
-        found = (
-            conn.execute(
-                select(runs)
-                .where(runs.c.job == job)
-                .order_by(runs.c.started_at.desc(), runs.c.id.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
-        if found is None:
+        latest = _one_run(conn, runs.c.job == job)
+        if latest is None:
             return CheckResult(False, f"job {job!r} has never run")
-        latest = dict(found)
         if max_duration_s is not None:
-            # The oldest live run, not only the newest: a stuck run stays stuck when the next
-            # one starts.
-            oldest_live = (
-                conn.execute(
-                    select(runs)
-                    .where(runs.c.job == job, runs.c.status == RunStatus.RUNNING.value)
-                    .order_by(runs.c.started_at.asc(), runs.c.id.asc())
-                    .limit(1)
-                )
-                .mappings()
-                .first()
-            )
-            if oldest_live is not None:
-                running_for = (now - oldest_live["started_at"]).total_seconds()
-                if running_for > max_duration_s:
-                    return CheckResult(
-                        False,
-                        f"run {oldest_live['run_id']} of {job} has been running for "
-                        f"{humane_duration(running_for * 1000)}, longer than "
-                        f"{humane_duration(max_duration_s * 1000)}",
-                        dict(oldest_live),
-                    )
+            stuck = _running_too_long(conn, job, max_duration_s, now)
+            if stuck is not None:
+                return stuck
+        last = latest
         if latest["status"] == RunStatus.RUNNING.value:
-            finished = (
-                conn.execute(
-                    select(runs)
-                    .where(runs.c.job == job, runs.c.status != RunStatus.RUNNING.value)
-                    .order_by(runs.c.started_at.desc(), runs.c.id.desc())
-                    .limit(1)
-                )
-                .mappings()
-                .first()
-            )
+            finished = _one_run(conn, runs.c.job == job, runs.c.status != RunStatus.RUNNING.value)
             if finished is None:
                 return CheckResult(True, f"{job}: first run {latest['run_id']} is running", latest)
-            last = dict(finished)
-        else:
-            last = latest
+            last = finished
     if last["status"] != RunStatus.COMPLETED.value:
         detail = f" (exit {last['exit_code']})" if last["exit_code"] is not None else ""
         summary = f": {last['error_summary']}" if last["error_summary"] else ""
@@ -354,4 +318,31 @@ def check_job(
         f"{job}: last run {last['run_id']} completed {humane_duration(age_s * 1000)} ago "
         f"in {humane_duration(last['duration_ms'])}",
         last,
+    )
+
+
+def _one_run(conn: Any, *conditions: Any, oldest: bool = False) -> dict[str, Any] | None:
+    """The newest run (or the oldest) that meets ``conditions``, whole."""
+    order = OLDEST_FIRST if oldest else NEWEST_FIRST
+    query = select(runs).where(*conditions).order_by(*order).limit(1)
+    found = conn.execute(query).mappings().first()
+    return dict(found) if found is not None else None
+
+
+def _running_too_long(
+    conn: Any, job: str, max_duration_s: float, now: datetime
+) -> CheckResult | None:
+    # The oldest live run, not only the newest: a stuck run stays stuck when the next one starts.
+    live = _one_run(conn, runs.c.job == job, runs.c.status == RunStatus.RUNNING.value, oldest=True)
+    if live is None:
+        return None
+    running_for = (now - live["started_at"]).total_seconds()
+    if running_for <= max_duration_s:
+        return None
+    return CheckResult(
+        False,
+        f"run {live['run_id']} of {job} has been running for "
+        f"{humane_duration(running_for * 1000)}, longer than "
+        f"{humane_duration(max_duration_s * 1000)}",
+        live,
     )

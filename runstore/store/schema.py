@@ -137,6 +137,7 @@ runs = Table(
 # "Newest first", everywhere: by start time, and among runs started in the same instant, the one
 # recorded last first.
 NEWEST_FIRST = (runs.c.started_at.desc(), runs.c.id.desc())
+OLDEST_FIRST = (runs.c.started_at.asc(), runs.c.id.asc())
 
 # Each index serves a named query.
 Index("ix_runs_started_at", runs.c.started_at)  # history, newest first

@@ -102,7 +102,7 @@ class Store:
         if path is not None:
             _check_sqlite_file(path, create=mode == "write")
         if mode == "inspect":
-            return cls._inspect(url, path)
+            return _inspect(cls, url, path)
         store = cls(url, engines.get_engine(url))
         try:
             # Schema first: a file that is not a runstore store is refused before anything
@@ -112,44 +112,12 @@ class Store:
             why = _only_readable(path) if path is not None else None
             if path is None or why is None or isinstance(exc, StoreMissing):
                 raise
-            return cls._open_read_only(url, path, why)
+            return _open_read_only(cls, url, path, why)
         if path is not None:
             engines.ensure_wal(store.engine, store.where)
             caution = network_filesystem_warning(path)
             if caution is not None:
                 warnings.warn(caution, StoreWarning, stacklevel=2)
-        return store
-
-    @classmethod
-    def _inspect(cls, url: str, path: Path | None) -> Store:
-        why = _only_readable(path) if path is not None else None
-        if path is not None and why is not None:
-            store = cls(url, engines.get_read_only_engine(path), read_only=why)
-        else:
-            store = cls(url, engines.get_engine(url))
-        if store.revision() is None:
-            raise StoreMissing(store.where)
-        return store
-
-    @classmethod
-    def _open_read_only(cls, url: str, path: Path, why: str) -> Store:
-        """A store file we cannot write (``why``): readable as a snapshot; every write fails
-        clearly."""
-        store = cls(url, engines.get_read_only_engine(path), read_only=why)
-        wal = path.with_name(path.name + "-wal")
-        if wal.exists() and wal.stat().st_size > 0:
-            warnings.warn(
-                f"{store.where} has recent changes in its write-ahead log that cannot be read "
-                f"now ({why}); showing the store as of its last checkpoint",
-                StoreWarning,
-                stacklevel=2,
-            )
-        revision = store.revision()
-        if revision != SCHEMA_REVISION:
-            raise StoreError(
-                f"{store.where} is read-only and at schema revision {revision}; this runstore "
-                f"needs {SCHEMA_REVISION} and cannot upgrade it"
-            )
         return store
 
     def revision(self) -> str | None:
@@ -302,7 +270,7 @@ class Store:
             matches = (
                 conn.execute(
                     select(runs)
-                    .where(self._starts_with(runs.c.run_id, ref))
+                    .where(_starts_with(runs.c.run_id, ref, sqlite=self.is_sqlite))
                     .order_by(*NEWEST_FIRST)
                     .limit(51)
                 )
@@ -314,15 +282,6 @@ class Store:
         if len(matches) > 1:
             raise AmbiguousRunId(ref, [m["run_id"] for m in matches])
         return dict(matches[0])
-
-    def _starts_with(self, column: Any, prefix: str) -> Any:
-        """A case-sensitive prefix match that can use the column's index."""
-        if self.is_sqlite:
-            # SQLite's LIKE ignores case and skips the index; GLOB does neither.
-            escaped = "".join(f"[{c}]" if c in "*?[" else c for c in prefix)
-            return column.op("GLOB")(escaped + "*")
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return column.like(escaped + "%", escape="\\")
 
     def iter_event_rows(self, run_pk: int, batch_size: int = 5000) -> Iterator[tuple[Any, ...]]:
         """A run's events as tuples (seq, ISO-8601 time, type, level, message, data JSON text),
@@ -362,6 +321,49 @@ class Store:
     def count_runs(self) -> int:
         with self.read() as conn:
             return int(conn.execute(select(func.count()).select_from(runs)).scalar_one())
+
+
+def _inspect(cls: type[Store], url: str, path: Path | None) -> Store:
+    """The store as it is: no creation, no upgrade, no WAL switch."""
+    why = _only_readable(path) if path is not None else None
+    if path is not None and why is not None:
+        store = cls(url, engines.get_read_only_engine(path), read_only=why)
+    else:
+        store = cls(url, engines.get_engine(url))
+    if store.revision() is None:
+        raise StoreMissing(store.where)
+    return store
+
+
+def _open_read_only(cls: type[Store], url: str, path: Path, why: str) -> Store:
+    """A store file we cannot write (``why``): readable as a snapshot; every write fails
+    clearly."""
+    store = cls(url, engines.get_read_only_engine(path), read_only=why)
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        warnings.warn(
+            f"{store.where} has recent changes in its write-ahead log that cannot be read "
+            f"now ({why}); showing the store as of its last checkpoint",
+            StoreWarning,
+            stacklevel=3,
+        )
+    revision = store.revision()
+    if revision != SCHEMA_REVISION:
+        raise StoreError(
+            f"{store.where} is read-only and at schema revision {revision}; this runstore "
+            f"needs {SCHEMA_REVISION} and cannot upgrade it"
+        )
+    return store
+
+
+def _starts_with(column: Any, prefix: str, *, sqlite: bool) -> Any:
+    """A case-sensitive prefix match that can use the column's index."""
+    if sqlite:
+        # SQLite's LIKE ignores case and skips the index; GLOB does neither.
+        escaped = "".join(f"[{c}]" if c in "*?[" else c for c in prefix)
+        return column.op("GLOB")(escaped + "*")
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.like(escaped + "%", escape="\\")
 
 
 def _writable(path: Path) -> bool:
