@@ -146,3 +146,45 @@ def file_digest(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# -- the handful of known runs (helpers.record_handful), for the questions' tests ---------------
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def handful(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The handful of runs, built once per module and backend; tests only read it."""
+    from helpers import handful_store
+
+    yield from handful_store(request, tmp_path_factory)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def scratch(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One store per module and backend for tests that add runs of their own uniquely named jobs
+    (a fresh PostgreSQL database per test would cost a second or two)."""
+    from helpers import fresh_store
+
+    yield from fresh_store(request, tmp_path_factory)
+
+
+@pytest.fixture
+def qcli(handful: Any) -> Cli:
+    """The handful on each backend: for answers that SQL computes."""
+    return Cli(handful.db)
+
+
+@pytest.fixture(scope="module")
+def lite_handful(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from helpers import record_handful
+
+    return record_handful(str(tmp_path_factory.mktemp("lite") / "store.db"),
+                          tmp_path_factory.mktemp("lite-files"))  # fmt: skip
+
+
+@pytest.fixture
+def lcli(lite_handful: Any) -> Cli:
+    """The handful on SQLite only: for formatting and option parsing, the same on every backend."""
+    return Cli(lite_handful.db)

@@ -212,9 +212,6 @@ NEWEST_FIRST = ["bk-live", "lines-sample", "lines-empty", "bk-cancel", "etl-fail
                 "bk-abandon"]  # fmt: skip
 
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
 def fresh_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """A new empty store for a module-scoped fixture: a SQLite file, or a PostgreSQL database."""
     if request.param == "sqlite":
@@ -347,3 +344,42 @@ def consistency(copy: Path) -> tuple[set[str], list[str]]:
     finally:
         conn.close()
     return ids, wrong
+
+
+# -- what a command printed ----------------------------------------------------------------
+
+
+def ok(result: Any) -> str:
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert result.stderr == ""
+    return result.stdout
+
+
+def usage_error(result: Any, *fragments: str) -> str:
+    """A malformed value: exit 2, nothing on stdout, the message on stderr naming what is wrong."""
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr
+    return result.stderr
+
+
+def one_error_line(result: Any, code: int = 1) -> str:
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return lines[0].removeprefix("Error: ")
+
+
+def text_table(out: str) -> tuple[str, list[str]]:
+    lines = out.splitlines()
+    return lines[0], lines[1:]
+
+
+def jsonl(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def run_ids(rows: list[dict[str, Any]]) -> list[str]:
+    return [r["run_id"] for r in rows]

@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
-from conftest import Cli
 from helpers import (
-    BACKENDS,
-    Handful,
     expected_stats,
-    fresh_store,
-    handful_store,
     insert_runs,
+    jsonl,
     known_runs,
-    record_handful,
+    ok,
+    one_error_line,
+    text_table,
+    usage_error,
 )
 
 from runstore.history.queries import stats
@@ -32,72 +29,6 @@ MACHINE_KEYS = [
     "items_ok", "items_failed", "warning_count", "error_count", "exit_code", "error_summary",
     "host",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def handful(request, tmp_path_factory) -> Iterator[Handful]:
-    """The handful of runs (see test_queries), built once per backend; tests only read it."""
-    yield from handful_store(request, tmp_path_factory)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def scratch(request, tmp_path_factory) -> Iterator[str]:
-    """One store per backend for tests that add runs with ids of their own."""
-    yield from fresh_store(request, tmp_path_factory)
-
-
-@pytest.fixture
-def qcli(handful: Handful) -> Cli:
-    """The handful on each backend: for answers that SQL computes."""
-    return Cli(handful.db)
-
-
-@pytest.fixture(scope="module")
-def lite_handful(tmp_path_factory) -> Handful:
-    return record_handful(str(tmp_path_factory.mktemp("lite") / "store.db"),
-                          tmp_path_factory.mktemp("lite-files"))  # fmt: skip
-
-
-@pytest.fixture
-def lcli(lite_handful: Handful) -> Cli:
-    """The handful on SQLite only: for formatting and option parsing, the same on every backend."""
-    return Cli(lite_handful.db)
-
-
-def ok(result: Any) -> str:
-    assert result.exit_code == 0, (result.stdout, result.stderr)
-    assert result.stderr == ""
-    return result.stdout
-
-
-def usage_error(result: Any, *fragments: str) -> str:
-    """A malformed value: exit 2, nothing on stdout, the message on stderr naming what is wrong."""
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr
-    return result.stderr
-
-
-def one_error_line(result: Any, code: int = 1) -> str:
-    assert result.exit_code == code, (result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    return lines[0].removeprefix("Error: ")
-
-
-def text_table(out: str) -> tuple[str, list[str]]:
-    lines = out.splitlines()
-    return lines[0], lines[1:]
-
-
-def jsonl(out: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in out.splitlines()]
-
-
-def run_ids(rows: list[dict[str, Any]]) -> list[str]:
-    return [r["run_id"] for r in rows]
 
 
 # -- stats ----------------------------------------------------------------------------------------

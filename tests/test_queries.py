@@ -12,14 +12,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from conftest import BACKENDS
 from helpers import (
-    BACKENDS,
     NEWEST_FIRST,
     NOW,
-    Handful,
     expected_stats,
     fresh_store,
-    handful_store,
     ids,
     insert_runs,
     known_runs,
@@ -44,19 +42,6 @@ from runstore.store.schema import NOT_COMPLETED_STATUSES, runs
 from runstore.store.store import Store
 
 # -- helpers shared with the CLI tests ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def handful(request, tmp_path_factory) -> Iterator[Handful]:
-    """The handful of runs, built once per module and backend; tests only read it."""
-    yield from handful_store(request, tmp_path_factory)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def scratch(request, tmp_path_factory) -> Iterator[str]:
-    """One store per module and backend for tests that add runs of their own uniquely named jobs
-    (a fresh PostgreSQL database per test would cost a second or two)."""
-    yield from fresh_store(request, tmp_path_factory)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -19,20 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, Cli, error_line, reader_url
-from helpers import BACKENDS, NOW, Handful, handful_store, insert_runs, record_handful, snapshot
+from conftest import BACKENDS, REPO, Cli, error_line, reader_url
+from helpers import NOW, Handful, handful_store, insert_runs, record_handful, snapshot
 
 from runstore.errors import QueryError
 from runstore.history.sql import run_query
 from runstore.record.logger import RunLogger
 from runstore.store import engine as engines
 from runstore.store.store import Store
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def handful(request, tmp_path_factory) -> Iterator[Handful]:
-    """The handful of runs (see test_queries), built once per backend."""
-    yield from handful_store(request, tmp_path_factory)
 
 
 @pytest.fixture
