@@ -24,13 +24,6 @@ from runstore.history.queries import stats
 from runstore.humanize import DURATION_FORMS
 from runstore.store.store import Store
 
-MACHINE_KEYS = [
-    "run_id", "job", "status", "started_at", "finished_at", "duration_ms", "items_total",
-    "items_ok", "items_failed", "warning_count", "error_count", "exit_code", "error_summary",
-    "host",
-]  # fmt: skip
-
-
 # -- stats ----------------------------------------------------------------------------------------
 
 

@@ -658,15 +658,23 @@ def _hold_write_lock(db: str, seconds: float) -> subprocess.Popen[str]:
     return holder
 
 
-def test_a_run_is_recorded_once_a_long_write_lock_frees(sqlite_db, tmp_path, monkeypatch):
+@pytest.fixture
+def impatient_store(sqlite_db: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A store whose every wait for the write lock gives up after 0.2 s (30 s in real use): a
+    lock held for seconds outlasts many waits, as a 40 s lock outlasts the real one."""
     from runstore.store import engine as engines
     from runstore.store.store import Store
 
     Store.open(sqlite_db)
     engines.dispose_all()
-    # Each wait for the lock gives up after 0.2 s here (30 s in real use): the lock below
-    # outlasts many of them, as a 40 s lock outlasts the real one.
     monkeypatch.setattr(engines, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+    return sqlite_db
+
+
+def test_a_run_is_recorded_once_a_long_write_lock_frees(impatient_store, tmp_path):
+    from runstore.store.store import Store
+
+    sqlite_db = impatient_store
     holder = _hold_write_lock(sqlite_db, 4)
     try:
         result, _, _, warnings = run_in_process(
@@ -682,13 +690,8 @@ def test_a_run_is_recorded_once_a_long_write_lock_frees(sqlite_db, tmp_path, mon
     assert run["duration_ms"] < 3000
 
 
-def test_when_the_lock_never_frees_the_last_warning_says_so(sqlite_db, tmp_path, monkeypatch):
-    from runstore.store import engine as engines
-    from runstore.store.store import Store
-
-    Store.open(sqlite_db)
-    engines.dispose_all()
-    monkeypatch.setattr(engines, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+def test_when_the_lock_never_frees_the_last_warning_says_so(impatient_store, tmp_path):
+    sqlite_db = impatient_store
     holder = _hold_write_lock(sqlite_db, 30)
     try:
         result, _, _, warnings = run_in_process(
