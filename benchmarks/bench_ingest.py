@@ -59,7 +59,8 @@ def event_data(i: int) -> dict[str, object]:
 
 
 def ingest_runstore(db: Path, n: int) -> float:
-    from runstore import RunLogger, Store
+    from runstore import RunLogger
+    from runstore.store.store import Store
 
     store = Store.open(db)  # creates the schema: not part of a run
     started = time.perf_counter()
