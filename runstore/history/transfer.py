@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import Connection, Text, cast, delete, func, insert, select
 
 from runstore.errors import StoreError
-from runstore.store.schema import events, runs
+from runstore.store.schema import FINISHED_STATUSES, RunStatus, events, runs
 from runstore.store.store import Store
 
 # A run that ended by itself; `abandoned` is the reaper's guess and may be corrected by a copy.
-ENDED_BY_ITSELF = ("completed", "failed", "cancelled")
+ENDED_BY_ITSELF = tuple(s for s in FINISHED_STATUSES if s != RunStatus.ABANDONED.value)
 
 EVENT_BATCH = 5000
 ID_CHUNK = 500  # run ids per IN (...) list: well under every backend's parameter limit
