@@ -113,7 +113,9 @@ class Cli:
         self.db = db
         self.runner = CliRunner()
 
-    def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None):
+    def __call__(
+        self, *args: str, input: str | None = None, env: dict[str, str | None] | None = None
+    ):
         env = {"RUNSTORE_DB": self.db, **(env or {})}
         return self.runner.invoke(app, list(args), input=input, env=env)
 

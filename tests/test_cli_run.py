@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, SAMPLE_INPUT, query
-from helpers import event_rows, event_types, run_row
+from helpers import event_rows, event_types, one_error_line, run_row
 
 from runstore.store.schema import SCHEMA_REVISION
 
@@ -183,6 +183,7 @@ def test_output_that_is_a_directory_fails_the_run(sqlite_cli, tmp_path):
 
 def test_db_option_overrides_the_environment(sqlite_cli, tmp_path):
     chosen = tmp_path / "chosen" / "runs.db"
+    chosen.parent.mkdir()
     result = sqlite_cli(*run_args(tmp_path, SAMPLE_INPUT, "--run-id", "o1", "--db", str(chosen)))
     assert result.exit_code == 0, result.output
     assert run_row(str(chosen), "o1")["status"] == "completed"
@@ -203,12 +204,23 @@ def test_new_store_and_run_log_are_private(sqlite_cli, tmp_path):
     assert stat.S_IMODE((tmp_path / "l.json").stat().st_mode) == 0o600
 
 
-def test_new_store_directory_is_private(sqlite_cli, tmp_path):
-    store = tmp_path / "fresh" / "dir" / "store.db"
-    result = sqlite_cli(*run_args(tmp_path, SAMPLE_INPUT, "--db", str(store)))
+def test_the_default_store_directory_is_created_private(sqlite_cli, tmp_path):
+    env = {"RUNSTORE_DB": None, "XDG_DATA_HOME": str(tmp_path / "fresh" / "data")}
+    result = sqlite_cli(*run_args(tmp_path, SAMPLE_INPUT, "--run-id", "d1"), env=env)
     assert result.exit_code == 0, result.output
+    store = tmp_path / "fresh" / "data" / "runstore" / "runstore.db"
     assert stat.S_IMODE(store.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(store.stat().st_mode) == 0o600
+    assert run_row(str(store), "d1")["status"] == "completed"
+
+
+def test_a_store_path_in_a_missing_directory_is_refused_not_created(sqlite_cli, tmp_path):
+    store = tmp_path / "typo" / "dir" / "store.db"
+    result = sqlite_cli(*run_args(tmp_path, SAMPLE_INPUT, "--db", str(store)))
+    assert one_error_line(result) == (
+        f"cannot create the store at {store}: no directory {store.parent} (create it first)"
+    )
+    assert not (tmp_path / "typo").exists()
 
 
 # -- runstore db ... ------------------------------------------------------------------------------

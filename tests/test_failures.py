@@ -121,7 +121,7 @@ def test_store_that_is_not_a_database_is_left_untouched(tmp_path):
 
 
 def test_store_newer_than_the_code_is_refused(sqlite_cli):
-    assert sqlite_cli("history").exit_code == 0
+    assert sqlite_cli("db", "upgrade", "--quiet").exit_code == 0
     with sqlite3.connect(sqlite_cli.db) as conn:
         conn.execute("UPDATE alembic_version SET version_num = '9999'")
     result = sqlite_cli("history")
@@ -151,6 +151,7 @@ def test_malformed_time_values_are_usage_errors(sqlite_cli, args):
 
 
 def test_unknown_run_id(sqlite_cli):
+    assert sqlite_cli("db", "upgrade", "--quiet").exit_code == 0
     result = sqlite_cli("show", "no-such-run")
     assert result.exit_code == 1
     assert _error_line(result) == "Error: no run matches 'no-such-run'"
@@ -413,7 +414,7 @@ def test_at_zero_bytes_free_an_intact_store_can_still_be_read(full_disk, tmp_pat
 
 
 def test_sql_may_use_table_valued_pragmas(sqlite_cli):
-    assert sqlite_cli("history").exit_code == 0
+    assert sqlite_cli("db", "upgrade", "--quiet").exit_code == 0
     result = sqlite_cli("sql", "select name from pragma_table_info('runs') limit 2", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == [{"name": "id"}, {"name": "run_id"}]

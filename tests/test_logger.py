@@ -538,7 +538,8 @@ def test_unwritable_store_fails_fast_instead_of_retrying_forever(tmp_path):
 
 
 def test_store_file_given_as_path_object(tmp_path):
-    path: Path = tmp_path / "nested" / "dir" / "store.db"
+    (tmp_path / "dir").mkdir()
+    path: Path = tmp_path / "dir" / "store.db"
     with RunLogger(job="j", db=path) as run:
         pass
     assert path.is_file()

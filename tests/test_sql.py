@@ -459,7 +459,7 @@ MANY_BIG_VALUES = "select " + ", ".join(["randomblob(15000000)"] * 20)
     ids=["randomblob", "printf precision", "format precision", "doubling", "zeroblob", "columns"],
 )  # fmt: skip
 def test_a_query_that_would_build_too_much_is_one_error(sqlite_cli, sql, message):
-    assert sqlite_cli("history").exit_code == 0  # the store exists
+    assert sqlite_cli("db", "upgrade", "--quiet").exit_code == 0  # the store exists
     result = sqlite_cli("sql", sql, "--timeout", "2s")
     assert result.exit_code == 1
     line = result.stderr.strip()
@@ -468,14 +468,14 @@ def test_a_query_that_would_build_too_much_is_one_error(sqlite_cli, sql, message
 
 
 def test_printf_within_bounds_is_sqlites_own(sqlite_cli):
-    assert sqlite_cli("history").exit_code == 0
+    assert sqlite_cli("db", "upgrade", "--quiet").exit_code == 0
     got = sqlite_cli.json("sql", "select printf('%5.2f|%-3d|%%|%s', 3.14159, 7, 'x') as p, "
                           "format('%.3c', 'y') as f, printf(null) as n")  # fmt: skip
     assert got == [{"p": " 3.14|7  |%|x", "f": "yyy", "n": None}]
 
 
 def test_blobs_show_as_their_size_and_travel_as_base64(sqlite_cli):
-    assert sqlite_cli("history").exit_code == 0
+    assert sqlite_cli("db", "upgrade", "--quiet").exit_code == 0
     sql = "select x'00ff10' as b, 'text' as t"
     text = ok(sqlite_cli("sql", sql)).splitlines()
     assert text[1].split() == ["<blob", "3", "bytes>", "text"]

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from runstore.cli import app
 from runstore.cli._startup import COMMAND_MODULES, app_for, command_name
+from runstore.store.store import Store
 
 # Runs the command line as `runstore` would, then reports the modules it loaded.
 PROBE = """
@@ -48,7 +49,7 @@ def test_help_loads_no_database_machinery() -> None:
 
 def test_history_piped_loads_no_alembic_psycopg_rich_or_pydantic(tmp_path: Path) -> None:
     db = str(tmp_path / "store.db")
-    loaded_modules("history", "--db", db)  # the first command creates the store (Alembic)
+    loaded_modules("db", "upgrade", "--db", db)  # creating the store loads Alembic
     modules = loaded_modules("history", "--limit", "20", "--db", db)
     loaded = packages(modules)
     assert "sqlalchemy" in loaded
@@ -93,6 +94,7 @@ def test_option_values_are_checked_as_before(sqlite_db: str) -> None:
     negative = runner.invoke(app, ["history", "--limit", "-1", "--db", sqlite_db])
     assert negative.exit_code == 2
     assert "greater than or equal" in negative.output
+    Store.open(sqlite_db)  # a store to ask
     good = runner.invoke(
         app, ["history", "--limit", "007", "--job", "a", "--json", "--db", sqlite_db]
     )

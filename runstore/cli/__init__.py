@@ -18,17 +18,35 @@ RECORDING_COMMANDS = ("run", "exec")
 
 def main() -> None:
     """Entry point of the ``runstore`` command."""
-    if command_word(sys.argv[1:]) in RECORDING_COMMANDS:
+    args = db_after_command(sys.argv[1:])
+    if command_word(args) in RECORDING_COMMANDS:
         from runstore.signals import hold_signals
 
         hold_signals()  # first thing: SIGTERM during start-up is recorded, not a silent death
     try:
         from runstore.cli._startup import run
 
-        run(sys.argv[1:])
+        run(args)
     except KeyboardInterrupt:  # Ctrl-C while a command that records nothing starts
         print("Error: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def db_after_command(args: list[str]) -> list[str]:
+    """``runstore --db X history`` as ``runstore history --db X``: every command takes --db, so
+    it may come before the command too (after it, it wins)."""
+    if not args or not (args[0] == "--db" or args[0].startswith("--db=")):
+        return args
+    taken = 2 if args[0] == "--db" else 1
+    option, rest = args[:taken], args[taken:]
+    path = 0  # the command's words: `history`, or `db backup`
+    for word in rest[: 2 if rest[:1] == ["db"] else 1]:
+        if word.startswith("-"):
+            break
+        path += 1
+    if len(option) < taken or path == 0:
+        return args  # nothing to move it after: the parser says what is wrong
+    return [*rest[:path], *option, *rest[path:]]
 
 
 def command_word(args: list[str]) -> str | None:

@@ -129,7 +129,7 @@ def open_store(db: str | None) -> Store:
     from runstore.history.reaper import reap_quietly
     from runstore.store.store import Store
 
-    store = Store.open(db)
+    store = Store.open(db, mode="read")
     reap_quietly(store)
     return store
 

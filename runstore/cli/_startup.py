@@ -35,6 +35,7 @@ COMMAND_MODULES = {
     "history": "history",
     "show": "history",
     "export": "history",
+    "logs": "history",
     "stats": "stats",
     "check": "stats",
     "sql": "sql",

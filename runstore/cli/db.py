@@ -47,13 +47,23 @@ def db_upgrade(
 
     Commands do this by themselves when needed; this one does it on purpose, e.g. at deploy time.
     """
+    from runstore.errors import StoreMissing
+    from runstore.store.schema import SCHEMA_REVISION
     from runstore.store.store import Store
 
+    try:
+        before = Store.open(db, mode="inspect").revision()
+    except StoreMissing:
+        before = None
     store = Store.open(db)
-    if not quiet:
-        from runstore.store.schema import SCHEMA_REVISION
-
-        print(f"{store.where} is at schema revision {SCHEMA_REVISION}")
+    if quiet:
+        return
+    if before is None:
+        print(f"created the store schema (revision {SCHEMA_REVISION}) in {store.where}")
+    elif before != SCHEMA_REVISION:
+        print(f"upgraded {store.where} from schema revision {before} to {SCHEMA_REVISION}")
+    else:
+        print(f"{store.where} is already at schema revision {SCHEMA_REVISION}")
 
 
 @db_app.command("copy")

@@ -1,42 +1,52 @@
-"""The runs: ``history`` lists them, ``show`` tells one, ``export`` writes its run_log.json."""
+"""The runs: ``history`` lists them, ``show`` tells one, ``logs`` prints its output, ``export``
+writes its run_log.json."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
 from runstore.cli._app import MAX_ROWS, DbOption, app, fail, open_store
-from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption
+from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption, WideOption
 from runstore.history import HISTORY_FIELDS, HISTORY_LIMIT
 
+if TYPE_CHECKING:
+    from runstore.store.store import Store
+
 HISTORY_COLUMNS = [
-    Column("run_id", "RUN"),
-    Column("job", "JOB"),
-    Column("status", "STATUS"),
+    Column("run_id", "RUN", "id"),
+    Column("job", "JOB", "id"),
+    Column("status", "STATUS", "status"),
     Column("started_at", "STARTED", "time"),
     Column("duration_ms", "DURATION", "duration"),
-    Column("items", "ITEMS", "number"),
-    Column("warnings_errors", "WARN/ERR", "number"),
-    Column("exit_code", "EXIT", "number"),
+    Column("items", "ITEMS", "count", drop=2),
+    Column("warnings_errors", "WARN/ERR", "number", drop=3),
+    Column("exit_code", "EXIT", "number", drop=1),
+    Column("error_summary", "ERROR", drop=4),
 ]
 MACHINE_HISTORY_COLUMNS = [Column(key, key) for key in HISTORY_FIELDS]
 
 
-def _for_display(row: dict[str, Any]) -> dict[str, Any]:
-    from runstore.humanize import humane_age
+def _for_display(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    from runstore.humanize import humane_age, humane_duration
 
-    shown = dict(row)
-    shown["items"] = (
-        f"{row['items_ok']}/{row['items_total']}" if row["items_failed"] else row["items_total"]
-    )
-    shown["warnings_errors"] = f"{row['warning_count']}/{row['error_count']}"
-    if row["status"] == "running":
-        shown["duration_ms"] = None
-        shown["status"] = f"running {humane_age(row['started_at'])}"
-    return shown
+    for row in rows:
+        shown = dict(row)
+        if row["items_failed"]:
+            shown["items"] = f"{row['items_ok']:,}/{row['items_total']:,}"
+        else:
+            shown["items"] = row["items_total"]
+        shown["warnings_errors"] = f"{row['warning_count']}/{row['error_count']}"
+        if row["status"] == "running":
+            shown["duration_ms"] = None
+            shown["status"] = f"running {humane_age(row['started_at'])}"
+        elif row["status"] == "abandoned" and row["duration_ms"] is not None:
+            shown["duration_ms"] = f"≥ {humane_duration(row['duration_ms'])}"  # the last beat
+        yield shown
 
 
 @app.command()
@@ -70,70 +80,143 @@ def history(
         str | None, typer.Option("--max-duration", help="Took at most: 5s, 2m, 1h.")
     ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", "-n", min=0, max=MAX_ROWS, help="At most this many runs.")
-    ] = HISTORY_LIMIT,
+        int | None,
+        typer.Option(
+            "--limit",
+            "-n",
+            min=0,
+            max=MAX_ROWS,
+            help=f"At most this many runs. Default: {HISTORY_LIMIT} in a table, all in "
+            "--json/--jsonl/--csv.",
+            show_default=False,
+        ),
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every matching run.")] = False,
     offset: Annotated[
         int, typer.Option("--offset", min=0, max=MAX_ROWS, help="Skip this many first.")
     ] = 0,
     as_json: JsonOption = False,
     as_jsonl: JsonlOption = False,
     as_csv: CsvOption = False,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     """List runs, newest first.
 
     Examples: `runstore history --failed --since 7d`, `runstore history --job backup --json`
     """
-    from runstore.cli.output import Format, choose_format, emit
-    from runstore.history.queries import HistoryFilter, wanted_statuses
-    from runstore.history.queries import history as query_history
+    from runstore.cli.output import Format, choose_format, emit, paged
+    from runstore.history.queries import HistoryFilter, iter_history, wanted_statuses
     from runstore.humanize import parse_duration, parse_when
 
     fmt = choose_format(as_json, as_jsonl, as_csv)
+    if every and limit is not None:
+        fail("choose one of --all and --limit", 2)
+    if limit is None and not every and not fmt.machine:
+        limit = HISTORY_LIMIT
+        hint_more = fmt is Format.TABLE
+    else:
+        hint_more = False
     statuses = wanted_statuses(status, failed)
     flt = HistoryFilter(
         statuses=statuses or [],
         jobs=job or [],
         since=parse_when(since, "--since") if since else None,
         until=parse_when(until, "--until") if until else None,
-        min_duration_ms=int(parse_duration(min_duration, "--min-duration") * 1000)
-        if min_duration
-        else None,
-        max_duration_ms=int(parse_duration(max_duration, "--max-duration") * 1000)
-        if max_duration
-        else None,
-        limit=limit,
+        min_duration_ms=_duration_ms(min_duration, "--min-duration", parse_duration),
+        max_duration_ms=_duration_ms(max_duration, "--max-duration", parse_duration),
+        limit=None if limit is None else limit + hint_more,
         offset=offset,
     )
-    rows = [] if statuses is None else query_history(open_store(db), flt)
-    if fmt in (Format.TABLE, Format.TEXT):
-        if not rows and fmt is Format.TABLE:
-            print("no runs match", file=sys.stderr)
-            return
-        emit((_for_display(r) for r in rows), HISTORY_COLUMNS, fmt)
-    else:
+    store = open_store(db)
+    rows: Iterable[dict[str, Any]] = (
+        [] if statuses is None else iter_history(store, flt, whole=False)
+    )
+    if fmt.machine:
         emit(rows, MACHINE_HISTORY_COLUMNS, fmt)
+        return
+    found = list(rows)  # at most --limit (+1) rows
+    more = hint_more and limit is not None and len(found) > limit
+    if more:
+        found.pop()
+    if not found and fmt is Format.TABLE:
+        asked = _filters_given(sys.argv)
+        print(f"no runs match {asked}" if asked else "no runs yet", file=sys.stderr)
+        return
+    with paged(fmt is Format.TABLE) as out:
+        emit(_for_display(found), HISTORY_COLUMNS, fmt, out=out, wide=wide)
+    if more:
+        print(f"(the newest {limit}; --limit N or --all for more)", file=sys.stderr)
+
+
+def _duration_ms(text: str | None, option: str, parse: Any) -> int | None:
+    return None if text is None else int(parse(text, option) * 1000)
+
+
+_FILTER_OPTIONS = ("--failed", "--status", "--job", "-j", "--since", "--until",
+                   "--min-duration", "--max-duration")  # fmt: skip
+
+
+def _filters_given(argv: list[str]) -> str:
+    """The filter options as the user typed them, for `no runs match --job nightly`."""
+    import shlex
+
+    shown: list[str] = []
+    words = iter(argv[1:])
+    for word in words:
+        name = word.split("=", 1)[0]
+        if name not in _FILTER_OPTIONS:
+            continue
+        if name == "--failed" or "=" in word:
+            shown.append(word)
+        else:
+            shown += [word, shlex.quote(next(words, ""))]
+    return " ".join(shown)
 
 
 EVENT_COLUMNS = [
     Column("seq", "SEQ", "number"),
-    Column("ts", "TIME", "time"),
-    Column("level", "LEVEL"),
-    Column("event_type", "TYPE"),
+    Column("ts", "TIME", "time_ms"),
+    Column("level", "LEVEL", "status"),
+    Column("event_type", "TYPE", "id"),
     Column("message", "MESSAGE"),
     Column("data", "DATA"),
 ]
-RUN_KINDS = {"started_at": "time", "finished_at": "time", "heartbeat_at": "time",
-             "duration_ms": "duration"}  # fmt: skip
+MACHINE_EVENT_COLUMNS = [
+    Column(key, key, "json" if key == "data" else "text")
+    for key in ("seq", "ts", "level", "event_type", "message", "data")
+]
+RUN_KINDS = {
+    "started_at": "time_ms", "finished_at": "time_ms", "heartbeat_at": "time_ms",
+    "duration_ms": "duration", "event_count": "count", "warning_count": "count",
+    "error_count": "count", "items_total": "count", "items_ok": "count", "items_failed": "count",
+}  # fmt: skip
 HIDDEN_RUN_FIELDS = ("id",)
+
+RunArgument = Annotated[
+    str | None, typer.Argument(help="Run id, or a unique prefix of one.", show_default=False)
+]
+LastOption = Annotated[bool, typer.Option("--last", help="The newest run.")]
+
+
+def _the_run(store: Store, run: str | None, last: bool) -> dict[str, Any]:
+    """The run a command names: by id or prefix, or ``--last``."""
+    from runstore.history.queries import HistoryFilter, history
+
+    if (run is None) == (not last):
+        fail("give a run id (or prefix), or --last", 2)
+    if run is None:
+        newest = history(store, HistoryFilter(limit=1))
+        if not newest:
+            fail("the store has no runs yet")
+        run = newest[0]["run_id"]
+    return store.find_run(run)
 
 
 @app.command()
 def show(
-    run: Annotated[
-        str | None, typer.Argument(help="Run id, or a unique prefix of one.", show_default=False)
-    ] = None,
-    last: Annotated[bool, typer.Option("--last", help="Show the newest run.")] = False,
+    run: RunArgument = None,
+    last: LastOption = False,
     level: Annotated[
         str | None,
         typer.Option(
@@ -147,74 +230,145 @@ def show(
     tail: Annotated[
         int | None, typer.Option("--tail", min=1, max=MAX_ROWS, help="Only the last N events.")
     ] = None,
-    as_json: JsonOption = False,
-    as_jsonl: JsonlOption = False,
-    as_csv: CsvOption = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="One JSON object: the run's fields, and its events (those the filters keep) "
+            "under `events`.",
+        ),
+    ] = False,
+    as_jsonl: Annotated[
+        bool, typer.Option("--jsonl", help="The events only, one JSON object per line.")
+    ] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="The events only, as CSV.")] = False,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
-    """Show one run: its fields, then its events as a timeline.
+    """Show one run: its fields, then its events as a timeline (streamed, whatever its size).
 
     Example: `runstore show 20261128-0301 --level warning`
     """
-    import json
-
-    from runstore.cli.output import (
-        Format,
-        choose_format,
-        emit,
-        emit_record,
-        raw_value,
-    )
-    from runstore.history.queries import HistoryFilter, run_events
-    from runstore.history.queries import history as query_history
+    from runstore.cli.output import Format, choose_format, emit, emit_record, paged
+    from runstore.history.queries import event_filter, iter_events
 
     fmt = choose_format(as_json, as_jsonl, as_csv)
-    if (run is None) == (not last):
-        fail("give a run id (or prefix), or --last", 2)
+    only = event_filter(min_level=level, types=event_type or (), tail=tail)
     store = open_store(db)
-    if run is None:
-        newest = query_history(store, HistoryFilter(limit=1))
-        if not newest:
-            fail("the store has no runs yet")
-        run = newest[0]["run_id"]
-    record = store.find_run(run)
-    evs = run_events(store, record["id"], min_level=level, types=event_type or [], tail=tail)
+    record = _the_run(store, run, last)
+    events = iter_events(store, record["id"], only)
     fields = {k: v for k, v in record.items() if k not in HIDDEN_RUN_FIELDS}
     if fmt is Format.JSON:
-        doc = {k: raw_value(v) for k, v in fields.items()}
-        doc["events"] = [{k: raw_value(v) for k, v in e.items()} for e in evs]
-        print(json.dumps(doc, default=str, indent=2))
-        return
-    if fmt in (Format.JSONL, Format.CSV):
-        emit(evs, [Column(c.key, c.key) for c in EVENT_COLUMNS], fmt)
-        return
-    if record["status"] == "running":
-        from runstore.humanize import humane_age
+        _write_run_json(sys.stdout, fields, events)
+    elif fmt.machine:
+        emit(events, MACHINE_EVENT_COLUMNS, fmt)
+    else:
+        with paged(fmt is Format.TABLE) as out:
+            emit_record(_shown_run(fields), fmt, RUN_KINDS, out=out, wide=wide)
+            out.write("\n")
+            emit(_shown_events(events), EVENT_COLUMNS, fmt, out=out, wide=wide)
 
-        fields["status"] = f"running (for {humane_age(record['started_at'])})"
-    emit_record({k: v for k, v in fields.items() if v is not None}, fmt, RUN_KINDS)
-    print()
-    emit(evs, EVENT_COLUMNS, fmt)
+
+def _write_run_json(out: TextIO, fields: dict[str, Any], events: Iterable[dict[str, Any]]) -> None:
+    """``show --json``: the run's fields and its events, written as they stream."""
+    import json
+
+    from runstore.cli.output import json_objects, raw_value
+
+    head = json.dumps({k: raw_value(v) for k, v in fields.items()}, default=str, indent=2)
+    out.write(head[: -len("\n}")] + ',\n  "events": [')
+    n = 0
+    for n, text in enumerate(json_objects(events, MACHINE_EVENT_COLUMNS), 1):
+        out.write("\n    " if n == 1 else ",\n    ")
+        out.write(text)
+    out.write("\n  ]\n}\n" if n else "]\n}\n")
+
+
+def _shown_run(fields: dict[str, Any]) -> dict[str, Any]:
+    """The run's fields as a person reads them: what is known of a running or abandoned run."""
+    from runstore.cli.table import cell
+    from runstore.humanize import humane_age, humane_duration
+
+    shown = {k: v for k, v in fields.items() if v is not None}
+    if fields["status"] == "running":
+        shown["status"] = f"running (for {humane_age(fields['started_at'])})"
+    elif fields["status"] == "abandoned" and fields["duration_ms"] is not None:
+        seen = fields.get("heartbeat_at") or fields.get("finished_at")
+        shown["duration_ms"] = f"≥ {humane_duration(fields['duration_ms'])}" + (
+            f", last seen {cell(seen, 'time_ms')}" if seen is not None else ""
+        )
+    return shown
+
+
+def _shown_events(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Events for a table: an output line's text as its message, its stream as its data."""
+    import json
+
+    for event in events:
+        if event["event_type"] == "output" and event["message"] is None and event["data"]:
+            data = json.loads(event["data"])
+            event["message"] = data.pop("line", None)
+            event["data"] = json.dumps(data)
+        yield event
+
+
+@app.command()
+def logs(
+    run: RunArgument = None,
+    last: LastOption = False,
+    stream: Annotated[
+        str | None, typer.Option("--stream", help="Only this stream: stdout or stderr.")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Print a run's stored output as plain text, in the order it was written.
+
+    Output is what `runstore exec` captured of its command's stdout and stderr (lines over the
+    size limit are stored cut). At a terminal control characters are shown escaped.
+
+    Example: `runstore logs --last --stream stderr`
+    """
+    import json
+
+    from runstore.cli.output import paged
+    from runstore.history.queries import event_filter, iter_events
+    from runstore.humanize import escape_controls
+
+    only = event_filter(types=("output",), stream=stream)
+    store = open_store(db)
+    record = _the_run(store, run, last)
+    at_terminal = sys.stdout.isatty()
+    written = 0
+    with paged(at_terminal) as out:
+        for event in iter_events(store, record["id"], only):
+            line = json.loads(event["data"]).get("line", "") if event["data"] else ""
+            out.write(escape_controls(line) if at_terminal else line)
+            out.write("\n")
+            written += 1
+    if not written and at_terminal:
+        what = f"{stream} output" if stream else "output"
+        print(f"run {record['run_id']} has no stored {what}", file=sys.stderr)
 
 
 @app.command()
 def export(
     run: Annotated[
         str | None,
-        typer.Argument(help="Run id or unique prefix. Omit to export many with --since."),
+        typer.Argument(help="Run id or unique prefix. Omit (with --jsonl) to export many runs."),
     ] = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write here (whole or not at all); - for stdout."),
     ] = None,
     since: Annotated[
-        str | None, typer.Option("--since", help="Export every run started since (7d, ...).")
+        str | None, typer.Option("--since", help="Only runs started since (7d, ...).")
     ] = None,
     job: Annotated[list[str] | None, typer.Option("--job", "-j", help="Only this job.")] = None,
     as_jsonl: JsonlOption = False,
     db: DbOption = None,
 ) -> None:
-    """Regenerate a run's run_log.json from the store; or many runs, one JSON line each.
+    """Regenerate a run's run_log.json from the store; or, with --jsonl, every run (or those
+    --since and --job keep), one JSON line each, oldest first.
 
     Examples: `runstore export demo-001 -o run_log.json`, `runstore export --since 7d --jsonl`
     """
@@ -226,10 +380,13 @@ def export(
     from runstore.record.runlog import write_run_log, write_run_log_line
     from runstore.store.location import resolve_db, store_files
 
-    if run is None and since is None and not job:
-        fail("give a run id, or --since/--job (with --jsonl) to export many runs", 2)
+    if run is None and not as_jsonl:
+        fail("give a run id; or --jsonl to export many runs, one JSON line each", 2)
+    if run is not None and (since is not None or job):
+        fail("a run id exports that run: --since and --job choose runs when none is given", 2)
     if output is not None and descriptor(str(output)) == 1:
         output = None  # `-o -` is stdout, as without -o
+    since_at = parse_when(since, "--since") if since else None
     refuse_clashes({"--output": output}, store_files=store_files(resolve_db(db)))
     store = open_store(db)
     target = open_output(output, private=True) if output is not None else nullcontext(sys.stdout)
@@ -238,14 +395,7 @@ def export(
         with target as out:
             (write_run_log_line if as_jsonl else write_run_log)(out, store, record)
         return
-    if not as_jsonl:
-        fail("exporting many runs writes one JSON object per line: add --jsonl", 2)
-    flt = HistoryFilter(
-        since=parse_when(since, "--since") if since else None,
-        jobs=job or [],
-        limit=None,
-        oldest_first=True,
-    )
+    flt = HistoryFilter(since=since_at, jobs=job or [], limit=None, oldest_first=True)
     with target as out:
         for record in iter_history(store, flt):  # streamed: memory stays flat in the run count
             write_run_log_line(out, store, record)

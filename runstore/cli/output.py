@@ -1,32 +1,57 @@
-"""Output shared by every query command: a table on a terminal, aligned text when piped, and
-``--json`` / ``--jsonl`` / ``--csv`` for other tools.
+"""Output shared by every query command: a table that fits the terminal (through a pager when it
+is long), aligned text when piped, and ``--json`` / ``--jsonl`` / ``--csv`` for other tools.
 
 Machine formats carry raw values (``duration_ms``, ISO-8601 UTC times, ``exit_code``); the
-table and the text show humane durations and local times.
+table and the text show humane durations, local times and thousands separators (``table``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
+import os
+import shlex
+import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated, Any
+from itertools import islice
+from typing import Annotated, Any, TextIO
 
 import typer
+
+from runstore.cli.table import (
+    RIGHT_KINDS,
+    SAMPLE_ROWS,
+    Column,
+    cell,
+    formatter,
+    render_records,
+    render_table,
+    terminal_width,
+    too_wide,
+)
+
+__all__ = ["Column", "Format", "choose_format", "emit", "emit_record", "paged"]
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Output a JSON array.")]
 JsonlOption = Annotated[bool, typer.Option("--jsonl", help="Output one JSON object per line.")]
 CsvOption = Annotated[bool, typer.Option("--csv", help="Output CSV with a header row.")]
 JsonObjectOption = Annotated[bool, typer.Option("--json", help="Output one JSON object.")]
+WideOption = Annotated[
+    bool,
+    typer.Option(
+        "--wide", "--no-trunc", help="At a terminal, show every column and all of its text."
+    ),
+]
 
 _WIDTH_SAMPLE = 1000  # rows read before text columns are sized; the rest stream
 _WIDTH_SAMPLE_CHARS = 4 << 20  # ...or fewer, when their text is this long
+DEFAULT_PAGER = "less -FRX"  # as git: quit if it fits one screen, keep colours, leave it shown
 
 
 class Format(str, Enum):
@@ -35,6 +60,10 @@ class Format(str, Enum):
     JSON = "json"
     JSONL = "jsonl"
     CSV = "csv"
+
+    @property
+    def machine(self) -> bool:
+        return self in (Format.JSON, Format.JSONL, Format.CSV)
 
 
 def choose_format(as_json: bool, as_jsonl: bool, as_csv: bool) -> Format:
@@ -47,11 +76,34 @@ def choose_format(as_json: bool, as_jsonl: bool, as_csv: bool) -> Format:
     return Format.TABLE if sys.stdout.isatty() else Format.TEXT
 
 
-@dataclass(frozen=True)
-class Column:
-    key: str
-    header: str
-    kind: str = "text"  # text | time | duration | number
+@contextlib.contextmanager
+def paged(wanted: bool) -> Iterator[TextIO]:
+    """Where a command writes: when ``wanted`` and stdout is a terminal, through a pager as
+    git's output does (``$PAGER``, else ``less -FRX``, which quits at once when it fits one
+    screen); anything piped goes straight to stdout."""
+    pager = os.environ.get("PAGER", DEFAULT_PAGER).strip()
+    if not wanted or not sys.stdout.isatty() or pager in ("", "cat"):
+        yield sys.stdout
+        return
+    sys.stdout.flush()
+    env = {**os.environ, "LESS": os.environ.get("LESS", "FRX")}
+    try:
+        proc = subprocess.Popen(
+            shlex.split(pager), stdin=subprocess.PIPE, text=True, encoding="utf-8", env=env
+        )
+    except OSError:  # no such pager: the output is shown all the same
+        yield sys.stdout
+        return
+    assert proc.stdin is not None
+    try:
+        yield proc.stdin  # type: ignore[misc]
+    except BrokenPipeError:
+        pass  # the reader quit the pager early: not an error
+    finally:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            proc.stdin.close()
+        with contextlib.suppress(KeyboardInterrupt):
+            proc.wait()
 
 
 def raw_value(value: Any) -> Any:
@@ -77,51 +129,96 @@ def _base64(value: bytes | bytearray | memoryview) -> str:
     return base64.b64encode(value).decode("ascii")
 
 
-def human_value(value: Any, kind: str) -> str:
-    from runstore.humanize import escape_controls, humane_duration, local_time
-
-    if value is None:
-        return ""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return f"<blob {len(value):,} bytes>"
-    if kind == "time" and isinstance(value, datetime):
-        return local_time(value)
-    if kind == "duration":
-        return humane_duration(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, (dict, list)):
-        return escape_controls(json.dumps(value, ensure_ascii=False))
-    return escape_controls(str(value))
-
-
-def emit(rows: Iterable[dict[str, Any]], columns: Sequence[Column], fmt: Format) -> int:
-    """Write ``rows`` in ``fmt`` to stdout; returns how many were written."""
-    out = sys.stdout
-    count = 0
+def emit(
+    rows: Iterable[dict[str, Any]],
+    columns: Sequence[Column],
+    fmt: Format,
+    *,
+    out: TextIO | None = None,
+    wide: bool = False,
+    records_when_too_wide: bool = False,
+) -> int:
+    """Write ``rows`` in ``fmt`` (to stdout, or ``out``); returns how many were written. At a
+    terminal the table fits its width (``wide``: everything); ``records_when_too_wide`` shows
+    rows too wide to fit as records instead (``sql``, whose columns are the user's)."""
+    out = out if out is not None else sys.stdout
+    counted = _Counted(rows)
     if fmt is Format.JSON:
         out.write("[")
-        for count, row in enumerate(rows, 1):
-            out.write("\n  " if count == 1 else ",\n  ")
-            out.write(json.dumps({c.key: raw_value(row.get(c.key)) for c in columns}, default=str))
-        out.write("\n]\n" if count else "]\n")
+        for n, text in enumerate(json_objects(counted, columns), 1):
+            out.write("\n  " if n == 1 else ",\n  ")
+            out.write(text)
+        out.write("\n]\n" if counted.n else "]\n")
     elif fmt is Format.JSONL:
-        for row in rows:
-            out.write(json.dumps({c.key: raw_value(row.get(c.key)) for c in columns}, default=str))
+        for text in json_objects(counted, columns):
+            out.write(text)
             out.write("\n")
-            count += 1
     elif fmt is Format.CSV:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow([c.key for c in columns])
-        for row in rows:
+        for row in counted:
             writer.writerow([_csv_value(row.get(c.key)) for c in columns])
-            count += 1
     elif fmt is Format.TABLE:
-        count = _table(rows, columns)
+        width = terminal_width()
+        lines: Iterable[str]
+        if records_when_too_wide and not wide:
+            it = iter(counted)
+            sample = list(islice(it, SAMPLE_ROWS))
+            rows_again = _chain(sample, it)
+            if too_wide(columns, sample, width):
+                lines = render_records(rows_again, columns, width=width)
+            else:
+                lines = render_table(rows_again, columns, width=width, colour=True)
+        else:
+            lines = render_table(counted, columns, width=width, wide=wide, colour=True)
+        _write_lines(out, lines)
     else:
-        count = _text(rows, columns)
+        _text(counted, columns, out)
     out.flush()
-    return count
+    return counted.n
+
+
+def json_objects(rows: Iterable[dict[str, Any]], columns: Sequence[Column]) -> Iterator[str]:
+    """Each row as a JSON object's text; a ``json`` column's stored JSON text goes in as it is
+    (a value, not a string), unparsed."""
+    if not any(c.kind == "json" for c in columns):
+        for row in rows:
+            yield json.dumps({c.key: raw_value(row.get(c.key)) for c in columns}, default=str)
+        return
+    keys = [(c.key, json.dumps(c.key) + ": ", c.kind == "json") for c in columns]
+    for row in rows:
+        parts = []
+        for key, name, spliced in keys:
+            value = row.get(key)
+            if spliced and isinstance(value, str):
+                parts.append(name + value)
+            else:
+                parts.append(name + json.dumps(raw_value(value), default=str))
+        yield "{" + ", ".join(parts) + "}"
+
+
+class _Counted:
+    """Rows, counted as they pass."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]]) -> None:
+        self._rows = rows
+        self.n = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for row in self._rows:
+            self.n += 1
+            yield row
+
+
+def _chain(first: list[dict[str, Any]], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    yield from first
+    yield from rest
+
+
+def _write_lines(out: TextIO, lines: Iterable[str]) -> None:
+    for line in lines:
+        out.write(line)
+        out.write("\n")
 
 
 def _csv_value(value: Any) -> Any:
@@ -131,72 +228,64 @@ def _csv_value(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, (dict, list)) else value
 
 
-def _cells(row: dict[str, Any], columns: Sequence[Column]) -> list[str]:
-    return [human_value(row.get(c.key), c.kind).replace("\n", " ") for c in columns]
-
-
-def _text(rows: Iterable[dict[str, Any]], columns: Sequence[Column]) -> int:
+def _text(rows: Iterable[dict[str, Any]], columns: Sequence[Column], out: TextIO) -> None:
+    """Aligned plain text for a pipe: every column, nothing cut, widths from the first rows."""
     iterator: Iterator[dict[str, Any]] = iter(rows)
+    keys = [c.key for c in columns]
+    shown = [formatter(c.kind) for c in columns]
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        return [show(row.get(key)) for key, show in zip(keys, shown)]
+
     sample: list[list[str]] = []
     held = 0
     for row in iterator:
-        sample.append(_cells(row, columns))
+        sample.append(cells(row))
         held += sum(map(len, sample[-1]))
         if len(sample) == _WIDTH_SAMPLE or held > _WIDTH_SAMPLE_CHARS:
             break
     widths = [len(c.header) for c in columns]
-    for cells in sample:
-        widths = [max(w, len(v)) for w, v in zip(widths, cells)]
-    right = [c.kind in ("duration", "number") for c in columns]
+    for shown_row in sample:
+        widths = [max(w, len(v)) for w, v in zip(widths, shown_row)]
+    right = [c.kind in RIGHT_KINDS for c in columns]
 
-    def line(cells: Sequence[str]) -> str:
-        parts = [v.rjust(w) if r else v.ljust(w) for v, w, r in zip(cells, widths, right)]
+    def line(texts: Sequence[str]) -> str:
+        parts = [v.rjust(w) if r else v.ljust(w) for v, w, r in zip(texts, widths, right)]
         return "  ".join(parts).rstrip() + "\n"
 
-    sys.stdout.write(line([c.header for c in columns]))
-    for cells in sample:
-        sys.stdout.write(line(cells))
-    count = len(sample)
+    out.write(line([c.header for c in columns]))
+    for shown_row in sample:
+        out.write(line(shown_row))
     for row in iterator:
-        sys.stdout.write(line(_cells(row, columns)))
-        count += 1
-    return count
+        out.write(line(cells(row)))
 
 
-def _table(rows: Iterable[dict[str, Any]], columns: Sequence[Column]) -> int:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for c in columns:
-        table.add_column(c.header, justify="right" if c.kind in ("duration", "number") else "left",
-                         overflow="fold")  # fmt: skip
-    count = 0
-    for row in rows:
-        count += 1
-        cells = _cells(row, columns)
-        status = row.get("status")
-        style = {"failed": "red", "abandoned": "red", "cancelled": "yellow",
-                 "running": "cyan"}.get(status) if isinstance(status, str) else None  # fmt: skip
-        table.add_row(*(Text(cell) for cell in cells), style=style)  # stored text is not markup
-    Console().print(table)
-    return count
-
-
-def emit_record(record: dict[str, Any], fmt: Format, kinds: dict[str, str] | None = None) -> None:
-    """One object: JSON formats print it whole; the table and text show ``key: value`` lines."""
+def emit_record(
+    record: dict[str, Any],
+    fmt: Format,
+    kinds: dict[str, str] | None = None,
+    *,
+    out: TextIO | None = None,
+    wide: bool = False,
+) -> None:
+    """One object: JSON formats print it whole; the table and text show ``key  value`` lines,
+    values cut to a terminal's width (unless ``wide``)."""
+    out = out if out is not None else sys.stdout
     kinds = kinds or {}
     if fmt in (Format.JSON, Format.JSONL):
-        sys.stdout.write(json.dumps({k: raw_value(v) for k, v in record.items()}, default=str))
-        sys.stdout.write("\n")
+        out.write(json.dumps({k: raw_value(v) for k, v in record.items()}, default=str))
+        out.write("\n")
         return
     if fmt is Format.CSV:
-        emit([record], [Column(k, k) for k in record], fmt)
+        emit([record], [Column(k, k) for k in record], fmt, out=out)
         return
     width = max((len(k) for k in record), default=0)
+    room = terminal_width() - width - 2 if fmt is Format.TABLE and not wide else None
     for key, value in record.items():
-        sys.stdout.write(f"{key.ljust(width)}  {human_value(value, kinds.get(key, 'text'))}\n")
+        text = cell(value, kinds.get(key, "text"))
+        if room is not None and len(text) > room:
+            text = text[: max(1, room - 1)] + "…"
+        out.write(f"{key.ljust(width)}  {text}\n")
 
 
 def print_json(record: dict[str, Any]) -> None:

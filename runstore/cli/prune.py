@@ -36,7 +36,7 @@ def prune(
         list[str] | None, typer.Option("--job", "-j", help="Only this job (repeatable).")
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="Report what would be removed; change nothing.")
+        bool, typer.Option("--dry-run", help="Report what would be removed; change nothing.")
     ] = False,
     no_vacuum: Annotated[
         bool,
@@ -61,7 +61,7 @@ def prune(
     from runstore.store.store import Store
 
     seconds = parse_duration(older_than, "--older-than")
-    store = Store.open(db)
+    store = Store.open(db, mode="read")
     show_progress = not as_json and not dry_run and sys.stderr.isatty()
 
     def progress(removed_runs: int, removed_events: int) -> None:

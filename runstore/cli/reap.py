@@ -23,7 +23,7 @@ REAP_COLUMNS = [
 def reap(
     stale_after: StaleAfterOption = STALE_AFTER,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="List what would be marked; change nothing.")
+        bool, typer.Option("--dry-run", help="List what would be marked; change nothing.")
     ] = False,
     as_json: JsonOption = False,
     as_jsonl: JsonlOption = False,
@@ -46,7 +46,7 @@ def reap(
 
     fmt = choose_format(as_json, as_jsonl, as_csv)
     seconds = parse_duration(stale_after, "--stale-after")
-    store = Store.open(db)
+    store = Store.open(db, mode="read")
     found = (find_stale if dry_run else reap_runs)(store, stale_after_s=seconds)
     if not found and fmt in (Format.TABLE, Format.TEXT):
         print("no stale runs", file=sys.stderr)

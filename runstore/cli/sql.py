@@ -52,6 +52,8 @@ def sql(
 
     fmt = choose_format(as_json, as_jsonl, as_csv)
     text = sys.stdin.read() if query == "-" else query
+    if not text.strip():
+        fail("no SQL given", 2)
     params = _named_params(param or [])
     timeout_s = parse_duration(timeout, "--timeout")
     with run_query(

@@ -6,6 +6,7 @@ matters; formatting is the caller's business.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +24,9 @@ from runstore.store.schema import (
     NOT_COMPLETED_STATUSES,
     OLDEST_FIRST,
     RunStatus,
-    events,
     runs,
 )
-from runstore.store.store import Store
+from runstore.store.store import EventFilter, Store
 
 HISTORY_COLUMNS = tuple(runs.c[name] for name in HISTORY_FIELDS)
 
@@ -102,12 +102,47 @@ def history(store: Store, flt: HistoryFilter) -> list[dict[str, Any]]:
         return [dict(row) for row in conn.execute(history_query(flt)).mappings()]
 
 
-def iter_history(store: Store, flt: HistoryFilter) -> Iterator[dict[str, Any]]:
-    """Like ``history`` but streamed, with every column of the run row (for exports)."""
-    query = history_query(flt).with_only_columns(runs)
+def iter_history(
+    store: Store, flt: HistoryFilter, *, whole: bool = True
+) -> Iterator[dict[str, Any]]:
+    """Like ``history`` but streamed (memory flat in the number of runs): every column of the
+    run row (for exports), or with ``whole=False`` only ``HISTORY_FIELDS``."""
+    query = history_query(flt)
+    if whole:
+        query = query.with_only_columns(runs)
     with store.read() as conn:
         for row in conn.execution_options(yield_per=500).execute(query).mappings():
             yield dict(row)
+
+
+EVENT_FIELDS = ("seq", "ts", "event_type", "level", "message", "data")
+
+
+def event_filter(
+    *,
+    min_level: str | None = None,
+    types: Sequence[str] = (),
+    tail: int | None = None,
+    stream: str | None = None,
+    after_seq: int = 0,
+) -> EventFilter:
+    """Which events to read: at ``min_level`` or above, of ``types``, the last ``tail``, output
+    of one ``stream`` (stdout, stderr), after ``after_seq``."""
+    levels: tuple[str, ...] = ()
+    if min_level is not None:
+        if min_level not in LEVELS:
+            raise UsageError(f"unknown level {min_level!r}; choose from {', '.join(LEVELS)}")
+        levels = LEVELS[LEVELS.index(min_level) :]
+    if stream is not None and stream not in ("stdout", "stderr"):
+        raise UsageError(f"unknown stream {stream!r}; choose stdout or stderr", field="stream")
+    return EventFilter(levels, tuple(types), after_seq, stream, tail)
+
+
+def iter_events(store: Store, run_pk: int, only: EventFilter) -> Iterator[dict[str, Any]]:
+    """A run's events in order, streamed: ``ts`` ISO-8601 UTC text, ``data`` the stored JSON
+    text (bounded memory, whatever the run's size)."""
+    for values in store.iter_event_rows(run_pk, only):
+        yield dict(zip(EVENT_FIELDS, values))
 
 
 def run_events(
@@ -118,30 +153,15 @@ def run_events(
     types: Sequence[str] = (),
     tail: int | None = None,
 ) -> list[dict[str, Any]]:
-    """A run's events in order, optionally at or above a level, of some types, or the last N."""
-    conditions = [events.c.run_pk == run_pk]
-    if min_level is not None:
-        if min_level not in LEVELS:
-            raise UsageError(f"unknown level {min_level!r}; choose from {', '.join(LEVELS)}")
-        conditions.append(events.c.level.in_(LEVELS[LEVELS.index(min_level) :]))
-    if types:
-        conditions.append(events.c.event_type.in_(list(types)))
-    columns = (
-        events.c.seq,
-        events.c.ts,
-        events.c.level,
-        events.c.event_type,
-        events.c.message,
-        events.c.data,
-    )
-    with store.read() as conn:
-        if tail is not None:
-            query = select(*columns).where(*conditions).order_by(events.c.seq.desc()).limit(tail)
-            rows = [dict(r) for r in conn.execute(query).mappings()]
-            rows.reverse()
-            return rows
-        query = select(*columns).where(*conditions).order_by(events.c.seq)
-        return [dict(r) for r in conn.execute(query).mappings()]
+    """A run's events in order, optionally at or above a level, of some types, or the last N;
+    ``ts`` an aware datetime, ``data`` parsed."""
+    only = event_filter(min_level=min_level, types=types, tail=tail)
+    found = []
+    for event in iter_events(store, run_pk, only):
+        event["ts"] = datetime.fromisoformat(event["ts"])
+        event["data"] = json.loads(event["data"]) if event["data"] else None
+        found.append(event)
+    return found
 
 
 # -- stats ---------------------------------------------------------------------------------------
@@ -299,8 +319,10 @@ def check_job(
                 return CheckResult(True, f"{job}: first run {latest['run_id']} is running", latest)
             last = finished
     if last["status"] != RunStatus.COMPLETED.value:
-        detail = f" (exit {last['exit_code']})" if last["exit_code"] is not None else ""
         summary = f": {last['error_summary']}" if last["error_summary"] else ""
+        code = last["exit_code"]
+        said = summary.startswith(f": exit code {code}")  # the summary says it already
+        detail = f" (exit {code})" if code is not None and not said else ""
         return CheckResult(
             False, f"last run {last['run_id']} of {job} {last['status']}{detail}{summary}", last
         )

@@ -194,6 +194,7 @@ class RunLogger(_Events):
         self.run_pk = self._create_row(run_id is None, argv)
         self._summary: dict[str, Any] | None = None
         self._ending: dict[str, Any] | None = None  # the final values, once decided
+        self._errors_elsewhere = 0  # errors other writers logged into the run
         self._start_batch(
             self.store,
             events_per_flush,
@@ -298,7 +299,15 @@ class RunLogger(_Events):
         """Decide how the run ends, write its run_log.json, and log its run_finished event:
         the run row's final values. The log is written before the store hears of the end, so a
         log that cannot be written fails the run instead of leaving it completed without one."""
+        # The store's counters hold what every writer logged into the run (``runstore event``
+        # from the command, an attached run), this process's pending events once flushed.
+        self.flush()
+        counted = self.store.get_run(self.run_pk)
+        self._errors_elsewhere = counted["error_count"] - self.error_count
         ending = self._ending_values(status, exit_code, error_summary, extra)
+        if ending["status"] == RunStatus.FAILED.value and ending["error_summary"] is None:
+            first = self.store.first_error_message(self.run_pk) if counted["error_count"] else None
+            ending["error_summary"] = summary_text(first) if first else None
         finished_ns = time_ns()
         if self.log_path is not None:
             try:
@@ -320,10 +329,11 @@ class RunLogger(_Events):
         error_summary: str | None,
         extra: dict[str, Any] | None,
     ) -> dict[str, Any]:
+        errors = self.error_count + self._errors_elsewhere
         status = (
             RunStatus(status)
             if status is not None
-            else (RunStatus.FAILED if self.error_count else RunStatus.COMPLETED)
+            else (RunStatus.FAILED if errors else RunStatus.COMPLETED)
         )
         if status.value not in FINISHED_STATUSES:
             raise ValueError(f"a run cannot finish as {status.value}")
@@ -343,7 +353,7 @@ class RunLogger(_Events):
             {
                 "status": ending["status"],
                 "duration_ms": ending["duration_ms"],
-                "errors": self.error_count,
+                "errors": self.error_count + self._errors_elsewhere,
             }
         )
 

@@ -33,7 +33,13 @@ from runstore.errors import (
 )
 from runstore.signals import critical
 from runstore.store import engine as engines
-from runstore.store.location import display, network_filesystem_warning, resolve_db, sqlite_path
+from runstore.store.location import (
+    default_db_path,
+    display,
+    network_filesystem_warning,
+    resolve_db,
+    sqlite_path,
+)
 from runstore.store.migrate import ensure_schema, read_revision
 from runstore.store.schema import NEWEST_FIRST, SCHEMA_REVISION, events, runs
 from runstore.store.timestamps import server_time, sqlite_time
@@ -48,12 +54,24 @@ OpenMode = Literal["write", "read", "inspect"]
 
 _SQLITE_EVENT_ROWS = (
     "SELECT seq, substr(ts, 1, 10) || 'T' || substr(ts, 12) || '+00:00', event_type, level, "
-    "message, CAST(data AS TEXT) FROM events WHERE run_pk = ? ORDER BY seq"
+    "message, CAST(data AS TEXT) FROM events"
 )
 
 # One event as the hot path hands it over: (time, event_type, level, message, data as JSON). The
 # time is an aware datetime, or nanoseconds since the epoch (``time.time_ns()``: the cheap clock).
 EventRow = tuple["datetime | int", str, str, "str | None", "str | None"]
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which of a run's events to read: at these levels, of these types, after a seq, output
+    lines of one stream; ``tail``: only the last N of those."""
+
+    levels: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    after_seq: int = 0
+    stream: str | None = None
+    tail: int | None = None
 
 
 @dataclass
@@ -261,6 +279,17 @@ class Store:
             raise RunNotFound(str(run_pk))
         return dict(row)
 
+    def first_error_message(self, run_pk: int) -> str | None:
+        """The message of a run's first error event (by any writer), if it has one."""
+        query = (
+            select(events.c.message)
+            .where(events.c.run_pk == run_pk, events.c.level == "error")
+            .order_by(events.c.seq)
+            .limit(1)
+        )
+        with self.read() as conn:
+            return conn.execute(query).scalar()
+
     def find_run(self, ref: str) -> dict[str, Any]:
         """A run by its exact id, else by a unique prefix of it."""
         with self.read() as conn:
@@ -283,38 +312,69 @@ class Store:
             raise AmbiguousRunId(ref, [m["run_id"] for m in matches])
         return dict(matches[0])
 
-    def iter_event_rows(self, run_pk: int, batch_size: int = 5000) -> Iterator[tuple[Any, ...]]:
-        """A run's events as tuples (seq, ISO-8601 time, type, level, message, data JSON text),
-        streamed without per-row type conversion: the fast path behind run_log.json."""
+    def iter_event_rows(
+        self, run_pk: int, only: EventFilter | None = None, batch_size: int = 5000
+    ) -> Iterator[tuple[Any, ...]]:
+        """A run's events (those ``only`` lets through) as tuples (seq, ISO-8601 UTC time, type,
+        level, message, data JSON text), in order, streamed without per-row type conversion:
+        the fast path behind run_log.json, ``show`` and ``logs``."""
+        only = only or EventFilter()
         if self.is_sqlite:
-            yield from self._iter_sqlite_event_rows(run_pk, batch_size)
-            return
-        query = (
-            select(
-                events.c.seq,
-                events.c.ts,
-                events.c.event_type,
-                events.c.level,
-                events.c.message,
-                cast(events.c.data, Text),
-            )
-            .where(events.c.run_pk == run_pk)
-            .order_by(events.c.seq)
-        )
+            rows = self._iter_sqlite_event_rows(run_pk, only, batch_size)
+        else:
+            rows = self._iter_server_event_rows(run_pk, only, batch_size)
+        if only.tail is None:
+            yield from rows
+        else:  # the last N, read newest first: hand them over oldest first
+            yield from reversed(list(rows))
+
+    def _iter_server_event_rows(
+        self, run_pk: int, only: EventFilter, batch_size: int
+    ) -> Iterator[tuple[Any, ...]]:
+        data = cast(events.c.data, Text)
+        query = select(
+            events.c.seq, events.c.ts, events.c.event_type, events.c.level, events.c.message, data
+        ).where(events.c.run_pk == run_pk, events.c.seq > only.after_seq)
+        if only.levels:
+            query = query.where(events.c.level.in_(only.levels))
+        if only.types:
+            query = query.where(events.c.event_type.in_(only.types))
+        if only.stream is not None:
+            stream = events.c.data["stream"].as_string()
+            query = query.where(events.c.event_type == "output", stream == only.stream)
+        if only.tail is None:
+            query = query.order_by(events.c.seq)
+        else:
+            query = query.order_by(events.c.seq.desc()).limit(only.tail)
         with self.read() as conn:
             result = conn.execution_options(yield_per=batch_size).execute(query)
-            for seq, moment, etype, level, message, data in result:
-                yield seq, moment.isoformat(timespec="microseconds"), etype, level, message, data
+            for seq, moment, etype, level, message, text in result:
+                yield seq, moment.isoformat(timespec="microseconds"), etype, level, message, text
 
-    def _iter_sqlite_event_rows(self, run_pk: int, batch_size: int) -> Iterator[tuple[Any, ...]]:
+    def _iter_sqlite_event_rows(
+        self, run_pk: int, only: EventFilter, batch_size: int
+    ) -> Iterator[tuple[Any, ...]]:
         # The driver's own cursor on a pooled connection: rows arrive as plain tuples, and SQLite
         # turns its "YYYY-MM-DD HH:MM:SS.ffffff" (UTC) into ISO-8601 by string surgery. One
         # SELECT reads one consistent snapshot.
+        where = ["run_pk = ?", "seq > ?"]
+        params: list[Any] = [run_pk, only.after_seq]
+        if only.levels:
+            where.append(f"level IN ({', '.join('?' * len(only.levels))})")
+            params += only.levels
+        if only.types:
+            where.append(f"event_type IN ({', '.join('?' * len(only.types))})")
+            params += only.types
+        if only.stream is not None:
+            where.append("event_type = 'output' AND json_extract(data, '$.stream') = ?")
+            params.append(only.stream)
+        order = "ORDER BY seq" if only.tail is None else f"ORDER BY seq DESC LIMIT {only.tail:d}"
+        sql = f"{_SQLITE_EVENT_ROWS} WHERE {' AND '.join(where)} {order}"
         with self.read() as conn:
             cursor = engines.driver_connection(conn).cursor()
             try:
                 cursor.arraysize = batch_size
-                yield from cursor.execute(_SQLITE_EVENT_ROWS, (run_pk,))
+                yield from cursor.execute(sql, params)
             finally:
                 cursor.close()
 
@@ -403,16 +463,32 @@ def _check_sqlite_file(path: Path, *, create: bool) -> None:
         return
     if not create:
         raise StoreMissing(str(path))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except FileExistsError:  # the parent, or one above it, is a file
-        raise StoreError(f"cannot create the store at {path}: Not a directory") from None
-    except OSError as exc:
-        raise StoreError(f"cannot create the store at {path}: {exc.strerror}") from exc
+    _check_directory(path)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
     except FileExistsError:
         return  # another process created it first
+    except OSError as exc:
+        raise StoreError(f"cannot create the store at {path}: {exc.strerror}") from exc
+
+
+def _check_directory(path: Path) -> None:
+    """The directory for a new store file: the default location's is created (readable by its
+    owner only); a path the user named must be in a directory that exists, as a typo in --db
+    should not grow a directory tree."""
+    parent = path.parent
+    if parent.is_dir():
+        return
+    if path != default_db_path().expanduser().absolute():
+        if parent.exists() or any(p.is_file() for p in parent.parents):
+            raise StoreError(f"cannot create the store at {path}: Not a directory")
+        raise StoreError(
+            f"cannot create the store at {path}: no directory {parent} (create it first)"
+        )
+    try:
+        parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:  # the parent, or one above it, is a file
+        raise StoreError(f"cannot create the store at {path}: Not a directory") from None
     except OSError as exc:
         raise StoreError(f"cannot create the store at {path}: {exc.strerror}") from exc
