@@ -11,11 +11,14 @@ The public API, loaded on first use (the command line imports this package for -
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # typing itself takes longer to import than `runstore --version` runs
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from runstore.errors import RunstoreError
     from runstore.record.logger import RunLogger
     from runstore.record.logging_handler import LoggingHandler

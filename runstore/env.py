@@ -10,3 +10,6 @@ RUN_ID = "RUNSTORE_RUN_ID"
 DEBUG = "RUNSTORE_DEBUG"
 # libpq's password file: set by `runstore exec` when the store's URL carries a password.
 PGPASSFILE = "PGPASSFILE"
+# The events channel (a FIFO) of the run a command runs in: set by `runstore exec` for its
+# command, written by `runstore event` and by scripts (see runstore.channel).
+EVENTS = "RUNSTORE_EVENTS"

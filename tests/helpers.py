@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -383,3 +386,70 @@ def jsonl(out: str) -> list[dict[str, Any]]:
 
 def run_ids(rows: list[dict[str, Any]]) -> list[str]:
     return [r["run_id"] for r in rows]
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass
+class Screen:
+    """What ``runstore`` printed at a terminal: ``lines`` as shown (colours removed), stderr
+    apart, and its exit code."""
+
+    lines: list[str]
+    stderr: str
+    code: int
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def at_terminal(
+    *args: str, columns: int = 80, env: dict[str, str] | None = None, timeout: float = 60
+) -> Screen:
+    """Run ``runstore ARGS`` with stdout on a real terminal (a pty) ``columns`` wide, stderr
+    piped apart; ``PAGER`` is off unless ``env`` sets it."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    full_env = {**os.environ, "PAGER": "", **(env or {})}
+    full_env.pop("COLUMNS", None)
+    full_env.pop("LINES", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runstore", *args],
+        stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=full_env, close_fds=True,
+    )  # fmt: skip
+    os.close(slave)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the terminal's last writer is gone
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    code = proc.wait(timeout=timeout)
+    shown = ANSI.sub("", b"".join(chunks).decode()).replace("\r\n", "\n")
+    return Screen(shown.splitlines(), stderr, code)
+
+
+def runstore(
+    db: str, *args: str, input: bytes | None = None, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[bytes]:
+    """``runstore ARGS`` as a separate process, the way cron would start it."""
+    return subprocess.run(
+        [sys.executable, "-m", "runstore", *args],
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, "RUNSTORE_DB": db, **env},
+    )

@@ -22,6 +22,7 @@ from helpers import (
     ok,
     one_error_line,
     run_ids,
+    set_run,
     snapshot,
     text_table,
     usage_error,
@@ -410,3 +411,107 @@ def test_output_into_head_ends_quietly(sqlite_db, tmp_path):
                           cwd=tmp_path, timeout=120)  # fmt: skip
     assert done.stderr == ""
     assert done.stdout.split() == ["0", "0", "0", "0"]
+
+
+# -- getting everything out ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def thirty(tmp_path_factory: pytest.TempPathFactory) -> Cli:
+    """A store of 30 finished runs: more than a table shows by default."""
+    db = str(tmp_path_factory.mktemp("thirty") / "store.db")
+    started = datetime.now(timezone.utc)
+    insert_runs(
+        db,
+        [{"run_id": f"r{i:02d}", "job": "nightly" if i % 2 else "hourly", "status": "completed",
+          "started_at": started - timedelta(minutes=i), "duration_ms": 10 * i}
+         for i in range(30)],
+    )  # fmt: skip
+    return Cli(db)
+
+
+def test_machine_formats_return_every_match_unless_limited(thirty):
+    assert len(thirty.json("history")) == 30
+    assert len(jsonl(ok(thirty("history", "--jsonl")))) == 30
+    assert len(ok(thirty("history", "--csv")).splitlines()) == 31  # and the header
+    assert run_ids(thirty.json("history", "--limit", "5")) == ["r00", "r01", "r02", "r03", "r04"]
+    assert len(thirty.json("history", "--job", "nightly")) == 15
+
+
+def test_a_table_shows_20_and_all_shows_every_run(thirty):
+    assert len(text_table(ok(thirty("history")))[1]) == 20
+    _, every = text_table(ok(thirty("history", "--all")))
+    assert [line.split()[0] for line in every] == [f"r{i:02d}" for i in range(30)]
+    assert "choose one of --all and --limit" in one_error_line(
+        thirty("history", "--all", "--limit", "3"), 2
+    )
+
+
+def test_export_jsonl_without_a_filter_exports_every_run_oldest_first(thirty):
+    lines = jsonl(ok(thirty("export", "--jsonl")))
+    assert [doc["run_id"] for doc in lines] == [f"r{i:02d}" for i in reversed(range(30))]
+
+
+# -- show streams; logs -------------------------------------------------------------------------
+
+
+def test_show_json_streams_one_object_with_the_filtered_events(lcli):
+    doc = lcli.json("show", "etl-fail", "--level", "error")
+    assert doc["run_id"] == "etl-fail" and doc["error_summary"] == "boom"
+    assert [e["event_type"] for e in doc["events"]] == ["error"]
+    assert doc["events"][0]["data"] == {"message": "boom", "where": "load"}  # an object
+    none = lcli.json("show", "etl-fail", "--type", "nothing-like-this")
+    assert none["events"] == [] and none["run_id"] == "etl-fail"
+
+
+def test_show_table_says_an_output_line_and_its_stream(sqlite_cli, tmp_path):
+    script = (
+        "import sys, time; print('to out', flush=True); time.sleep(0.1); "
+        "print('to err', file=sys.stderr)"
+    )
+    result = sqlite_cli("exec", "--run-id", "x1", "--", sys.executable, "-c", script)
+    assert result.exit_code == 0, result.stderr
+    _, timeline = ok(sqlite_cli("show", "x1")).split("\n\n")
+    lines = [line for line in timeline.splitlines() if " output " in line]
+    shown = [line.split()[-3:] for line in lines]
+    assert shown == [["to", "out", "stdout"], ["to", "err", "stderr"]]
+
+
+def test_logs_prints_the_stored_output_as_plain_text(sqlite_cli):
+    script = (
+        "import sys, time\n"
+        "for i in range(3):\n"  # lines are stored in the order they were read: apart in time
+        "    print(f'out {i}', flush=True)\n"
+        "    time.sleep(0.05)\n"
+        "    print(f'err {i}', file=sys.stderr, flush=True)\n"
+        "    time.sleep(0.05)\n"
+        "print('tab\\there \\x1b[31mred\\x1b[0m')\n"
+    )
+    result = sqlite_cli("exec", "--run-id", "lg", "--", sys.executable, "-c", script)
+    assert result.exit_code == 0, result.stderr
+    assert ok(sqlite_cli("logs", "lg")).splitlines() == [
+        "out 0", "err 0", "out 1", "err 1", "out 2", "err 2", "tab\there \x1b[31mred\x1b[0m",
+    ]  # fmt: skip
+    assert ok(sqlite_cli("logs", "lg", "--stream", "stderr")) == "err 0\nerr 1\nerr 2\n"
+    assert ok(sqlite_cli("logs", "--last", "--stream", "stdout")).startswith("out 0\nout 1\n")
+    assert "choose stdout or stderr" in one_error_line(
+        sqlite_cli("logs", "lg", "--stream", "both"), 2
+    )
+
+
+def test_logs_of_a_run_without_output_prints_nothing(lcli):
+    assert ok(lcli("logs", "etl-ok")) == ""
+
+
+def test_an_abandoned_run_shows_its_duration_as_what_is_known(sqlite_cli):
+    with RunLogger(job="j", run_id="gone", db=sqlite_cli.db):
+        pass
+    seen = NOW - timedelta(minutes=5)
+    set_run(sqlite_cli.db, "gone", status="abandoned", duration_ms=2000, finished_at=seen,
+            heartbeat_at=seen, error_summary="process 123 is gone")  # fmt: skip
+    _, rows = text_table(ok(sqlite_cli("history")))
+    assert " abandoned " in rows[0] and " ≥ 2.0s " in rows[0]
+    fields = dict(line.split(None, 1) for line in ok(sqlite_cli("show", "gone")).split("\n\n")[0]
+                  .splitlines())  # fmt: skip
+    local = seen.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    assert fields["duration_ms"] == f"≥ 2.0s, last seen {local}.000"

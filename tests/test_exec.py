@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO
-from helpers import last_run, output_lines, recorded_events, recorded_runs
+from helpers import last_run, output_lines, recorded_events, recorded_runs, runstore
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,19 +34,6 @@ PY = sys.executable
 
 
 # -- running runstore ------------------------------------------------------------------------------
-
-
-def runstore(
-    db: str, *args: str, input: bytes | None = None, timeout: float = 60, **env: str
-) -> subprocess.CompletedProcess[bytes]:
-    """``runstore ARGS`` as a separate process, the way cron would start it."""
-    return subprocess.run(
-        [PY, "-m", "runstore", *args],
-        input=input,
-        capture_output=True,
-        timeout=timeout,
-        env={**os.environ, "RUNSTORE_DB": db, **env},
-    )
 
 
 def start_runstore(db: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
@@ -578,7 +565,19 @@ def test_resource_use_is_the_commands_own(sqlite_db, tmp_path):
     assert 80 * 1024 < run["max_rss_kb"] < 200 * 1024
     run_in_process(tmp_path, sqlite_db, ["sleep", "0.3"])
     rss = last_run(sqlite_db)["max_rss_kb"]
-    assert rss is None or rss < 20 * 1024  # not runstore's own memory
+    assert rss is not None and rss < 20 * 1024  # not runstore's own memory
+
+
+@pytest.mark.parametrize("argv", [["true"], ["echo", "hi"], [sys.executable, "-c", "pass"]])
+def test_even_the_shortest_command_has_a_max_rss_and_says_where_it_comes_from(
+    sqlite_db, tmp_path, argv
+):
+    run_in_process(tmp_path, sqlite_db, argv)
+    run = last_run(sqlite_db)
+    exited = recorded_events(sqlite_db, run["run_id"], "process_exited")[0]["data"]
+    assert run["max_rss_kb"] is not None and run["max_rss_kb"] > 0
+    assert exited["max_rss_kb"] == run["max_rss_kb"]
+    assert exited["max_rss_source"] in ("kernel", "sampled", "upper_bound")
 
 
 def test_secrets_in_the_command_are_redacted(sqlite_db, tmp_path):

@@ -18,7 +18,7 @@ from runstore.exec.outcome import (
     last_error_line,
     resource_use,
 )
-from runstore.exec.pump import DRAIN_MAX_S, DRAIN_QUIET_S, Deadlines
+from runstore.exec.pump import DRAIN_MAX_S, DRAIN_QUIET_S, SAMPLE_FIRST_S, Deadlines
 
 
 def exited(code: int) -> int:
@@ -75,9 +75,13 @@ def test_the_last_error_line_comes_from_the_tail_else_from_what_was_seen():
 def test_resource_use_trusts_the_kernel_only_above_runstores_own_peak():
     usage = SimpleNamespace(ru_maxrss=90_000, ru_utime=1.2345, ru_stime=0.5)
     assert resource_use(usage, 40_000, 12_000) == {
-        "max_rss_kb": 90_000, "cpu_user_ms": 1234, "cpu_system_ms": 500,
+        "max_rss_kb": 90_000, "max_rss_source": "kernel", "cpu_user_ms": 1234,
+        "cpu_system_ms": 500,
     }  # fmt: skip
-    assert resource_use(usage, 95_000, 12_000)["max_rss_kb"] == 12_000
+    below = resource_use(usage, 95_000, 12_000)
+    assert below["max_rss_kb"] == 12_000 and below["max_rss_source"] == "sampled"
+    unseen = resource_use(usage, 95_000, None)  # gone before the first sample: still a figure
+    assert unseen["max_rss_kb"] == 90_000 and unseen["max_rss_source"] == "upper_bound"
     assert resource_use(None, 0, None) == {}
 
 
@@ -93,7 +97,7 @@ def test_exited_data_names_the_signal_or_the_code():
 def test_deadlines_time_out_then_kill_then_stop_after_the_exit():
     clock = Deadlines.starting(100.0, timeout=2.0, kill_after=5.0)
     assert clock.due(100.0) == []  # nothing yet
-    assert clock.next_wait(100.0) == pytest.approx(0.02)  # the first memory sample
+    assert clock.next_wait(100.0) == pytest.approx(SAMPLE_FIRST_S)  # the first memory sample
     assert "timeout" in clock.due(102.0)
     assert "timeout" not in clock.due(102.5)  # said once
     assert "kill" in clock.due(107.0)

@@ -285,6 +285,13 @@ def test_check_last_run_failed(handful):
     assert result.reason == "last run etl-fail of etl failed (exit 1): boom"
 
 
+def test_check_does_not_say_the_exit_code_twice(scratch):
+    with RunLogger(job="cron", run_id="cron-1", db=scratch) as run:
+        run.finish("failed", exit_code=3, error_summary="exit code 3: disk full")
+    result = check_job(Store.open(scratch), "cron", now=NOW)
+    assert result.reason == "last run cron-1 of cron failed: exit code 3: disk full"
+
+
 def test_check_too_old(scratch):
     with RunLogger(job="aging", run_id="aging-1", db=scratch):
         pass

@@ -7,8 +7,13 @@ command registered, for tests and embedding; ``_startup`` builds only what a com
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Any
+
+from runstore import TYPE_CHECKING, env
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["app", "main"]
 
@@ -19,7 +24,13 @@ RECORDING_COMMANDS = ("run", "exec")
 def main() -> None:
     """Entry point of the ``runstore`` command."""
     args = db_after_command(sys.argv[1:])
-    if command_word(args) in RECORDING_COMMANDS:
+    word = command_word(args)
+    if word == "event" and os.environ.get(env.EVENTS):
+        from runstore.cli._event import send_from_shell
+
+        if send_from_shell(args[args.index(word) + 1 :]):
+            return  # down the events channel of the run we are in: nothing more to load
+    if word in RECORDING_COMMANDS:
         from runstore.signals import hold_signals
 
         hold_signals()  # first thing: SIGTERM during start-up is recorded, not a silent death

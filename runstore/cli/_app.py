@@ -174,6 +174,11 @@ def warn(message: str) -> None:
     print(f"Warning: {message}", file=sys.stderr, flush=True)
 
 
+def note(message: str) -> None:
+    """What runstore did that the user should know of, though nothing went wrong with it."""
+    print(f"runstore: {message}", file=sys.stderr, flush=True)
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"runstore {__version__}")

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from runstore.cli._app import DbOption, app, error, leave, warn
+from runstore.cli._app import DbOption, app, error, leave, note, warn
 from runstore.exec import HEAD_LINES, KILL_AFTER_S, TAIL_LINES
 from runstore.humanize import format_duration
 
@@ -105,7 +105,7 @@ def exec_(
         tail_lines=tail_lines,
     )
     options = replace(options, log_path=_usable_log(log, db))
-    result = run_command(command, options, warn=warn)
+    result = run_command(command, options, warn=warn, note=None if quiet else note)
     if result.spawn_error is not None:
         error(result.spawn_error)
     exit_on_signal(result.exit_code)
@@ -171,8 +171,8 @@ def event(
 
     Example: runstore event "source is slow" --level warning
     """
+    from runstore.channel import default_event_type, encode, send
     from runstore.errors import UsageError
-    from runstore.record.logging_handler import default_event_type
 
     fields: dict[str, Any] = {}
     if data is not None:
@@ -186,6 +186,10 @@ def event(
     if not kind.strip() or len(kind) > 64:
         raise UsageError("--type must be 1 to 64 characters")
 
+    if run_id is None and db is None and "message" not in fields and send(
+        encode(kind, level.value, message, {"message": message, **fields})
+    ):
+        leave(0)  # on its way down the events channel of the run we are in
     try:
         from runstore.record.logger import RunLogger
 

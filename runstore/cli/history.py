@@ -301,14 +301,23 @@ def _shown_run(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _shown_events(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Events for a table: an output line's text as its message, its stream as its data."""
+    """Events for a table: an output line's text as its message, its stream (and whether it
+    was cut) as its data; the message a warning or error repeats in its data said once."""
     import json
 
     for event in events:
-        if event["event_type"] == "output" and event["message"] is None and event["data"]:
-            data = json.loads(event["data"])
-            event["message"] = data.pop("line", None)
-            event["data"] = json.dumps(data)
+        text, message = event["data"], event["message"]
+        if text is None:
+            pass
+        elif event["event_type"] == "output" and message is None:
+            data = json.loads(text)
+            event["message"] = data.get("line")
+            event["data"] = data.get("stream", "") + (", cut" if data.get("truncated") else "")
+        elif message is not None and '"message"' in text:
+            data = json.loads(text)
+            if data.get("message") == message:
+                del data["message"]
+                event["data"] = json.dumps(data, ensure_ascii=False) if data else None
         yield event
 
 

@@ -10,10 +10,10 @@ from runstore.cli._app import STALE_AFTER, DbOption, StaleAfterOption, app
 from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption
 
 REAP_COLUMNS = [
-    Column("run_id", "RUN"),
-    Column("job", "JOB"),
-    Column("host", "HOST"),
-    Column("pid", "PID", "number"),
+    Column("run_id", "RUN", "id"),
+    Column("job", "JOB", "id"),
+    Column("host", "HOST", "id", drop=2),
+    Column("pid", "PID", "number", drop=1),
     Column("started_at", "STARTED", "time"),
     Column("reason", "WHY"),
 ]

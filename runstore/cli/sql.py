@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from runstore.cli._app import DbOption, app, fail, open_store
-from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption
+from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption, WideOption
 from runstore.history import SQL_TIMEOUT_S
 from runstore.humanize import format_duration
 
@@ -38,6 +38,7 @@ def sql(
     as_json: JsonOption = False,
     as_jsonl: JsonlOption = False,
     as_csv: CsvOption = False,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     """Run a read-only SQL query against the store (tables runs and events, views run_summary
@@ -46,7 +47,7 @@ def sql(
 
     Example: `runstore sql "select job, count(*) from runs where status = 'failed' group by job"`
     """
-    from runstore.cli.output import choose_format, emit
+    from runstore.cli.output import Format, choose_format, emit, paged
     from runstore.history.sql import run_query
     from runstore.humanize import parse_duration
 
@@ -61,7 +62,9 @@ def sql(
     ) as result:
         keys = _unique_names(result.columns)
         columns = [Column(key, key) for key in keys]
-        emit((dict(zip(keys, row)) for row in result.rows), columns, fmt)
+        with paged(fmt is Format.TABLE) as out:
+            rows = (dict(zip(keys, row)) for row in result.rows)
+            emit(rows, columns, fmt, out=out, wide=wide, records_when_too_wide=True)
 
 
 def _unique_names(names: list[str]) -> list[str]:

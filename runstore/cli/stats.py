@@ -8,22 +8,22 @@ from typing import Annotated
 import typer
 
 from runstore.cli._app import DbOption, app, fail, open_store
-from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption
+from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption, WideOption
 from runstore.history import STATS_FIELDS
 
 STATS_COLUMNS = [
-    Column("job", "JOB"),
-    Column("runs", "RUNS", "number"),
-    Column("completed", "OK", "number"),
-    Column("failed", "FAILED", "number"),
+    Column("job", "JOB", "id"),
+    Column("runs", "RUNS", "count"),
+    Column("completed", "OK", "count", drop=4),
+    Column("failed", "FAILED", "count", drop=3),
     Column("failure_rate_pct", "FAIL%", "number"),
     Column("p50_ms", "P50", "duration"),
     Column("p95_ms", "P95", "duration"),
-    Column("max_ms", "MAX", "duration"),
-    Column("last_status", "LAST"),
+    Column("max_ms", "MAX", "duration", drop=5),
+    Column("last_status", "LAST", "status"),
     Column("last_started_at", "LAST RUN", "time"),
-    Column("failure_streak", "STREAK", "number"),
-    Column("last_success_at", "LAST SUCCESS", "time"),
+    Column("failure_streak", "STREAK", "number", drop=2),
+    Column("last_success_at", "LAST SUCCESS", "time", drop=6),
 ]
 MACHINE_STATS_COLUMNS = [Column(key, key) for key in STATS_FIELDS]
 
@@ -40,13 +40,14 @@ def stats(
     as_json: JsonOption = False,
     as_jsonl: JsonlOption = False,
     as_csv: CsvOption = False,
+    wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     """Per job: runs, failures, failure rate, p50/p95/max duration, last run, failure streak.
 
     Example: `runstore stats --since 30d`
     """
-    from runstore.cli.output import Format, choose_format, emit
+    from runstore.cli.output import Format, choose_format, emit, paged
     from runstore.history.queries import stats as query_stats
     from runstore.humanize import parse_when
 
@@ -58,9 +59,10 @@ def stats(
             rate = row["failure_rate"]
             row["failure_rate_pct"] = f"{rate * 100:.1f}" if rate is not None else ""
         if not rows and fmt is Format.TABLE:
-            print("no runs match", file=sys.stderr)
+            print("no runs match" if since or job else "no runs yet", file=sys.stderr)
             return
-        emit(rows, STATS_COLUMNS, fmt)
+        with paged(fmt is Format.TABLE) as out:
+            emit(rows, STATS_COLUMNS, fmt, out=out, wide=wide)
     else:
         emit(rows, MACHINE_STATS_COLUMNS, fmt)
 

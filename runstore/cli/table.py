@@ -160,24 +160,29 @@ class Layout:
 def fit(
     columns: Sequence[Column], sample: Sequence[dict[str, Any]], width: int, *, wide: bool = False
 ) -> Layout:
-    """The columns, their widths and time form that make ``sample``'s rows fit ``width``."""
+    """The columns, their widths and time form that make ``sample``'s rows fit ``width``: all
+    of it if it fits; else times in their short form, then free text cut, then the least needed
+    columns left out, one by one."""
     kept = list(columns)
-    for short in (False, True):
-        while True:
-            widths = _natural(kept, sample, short)
-            if wide or _total(widths) <= width:
-                return Layout(kept, widths, short)
-            squeezed = _squeeze(kept, widths, width)
-            if squeezed is not None:
-                return Layout(kept, squeezed, short)
-            droppable = [c for c in kept if c.drop]
-            if not droppable or not short:
-                break  # first try the short time form, then leave columns out
-            kept.remove(max(droppable, key=lambda c: c.drop))
-    return Layout(kept, _natural(kept, sample, True), True)  # as narrow as it gets: it overflows
+    widths = _natural(kept, sample, short=False)
+    if wide or _total(widths) <= width:
+        return Layout(kept, widths, short_times=False)
+    while True:
+        widths = _natural(kept, sample, short=True)
+        if _total(widths) <= width:
+            return Layout(kept, widths, short_times=True)
+        squeezed = _squeeze(kept, widths, width)
+        if squeezed is not None:
+            return Layout(kept, squeezed, short_times=True)
+        droppable = [c for c in kept if c.drop]
+        if not droppable:
+            return Layout(kept, widths, short_times=True)  # as narrow as it gets: it overflows
+        kept.remove(max(droppable, key=lambda c: c.drop))
 
 
-def _natural(columns: Sequence[Column], sample: Sequence[dict[str, Any]], short: bool) -> list[int]:
+def _natural(
+    columns: Sequence[Column], sample: Sequence[dict[str, Any]], *, short: bool
+) -> list[int]:
     widths = [len(c.header) for c in columns]
     for i, c in enumerate(columns):
         shown = formatter(c.kind, short=short)
@@ -190,7 +195,8 @@ def _total(widths: Sequence[int]) -> int:
 
 
 def _squeeze(columns: Sequence[Column], widths: list[int], width: int) -> list[int] | None:
-    """Cut the free-text columns to what is left of ``width``; None when they cannot fit."""
+    """Cut the free-text columns to what is left of ``width``, the leftmost served first (a
+    message before its data); None when they cannot each have ``MIN_TEXT``."""
     free = [i for i, c in enumerate(columns) if c.kind not in FIXED_KINDS]
     if not free:
         return None
@@ -199,14 +205,10 @@ def _squeeze(columns: Sequence[Column], widths: list[int], width: int) -> list[i
     if room < MIN_TEXT * len(free):
         return None
     squeezed = list(widths)
-    wanted = sum(widths[i] for i in free)
-    for i in free:  # each gets a share of the room, as much as it wants of it
-        squeezed[i] = max(MIN_TEXT, min(widths[i], room * widths[i] // max(1, wanted)))
-    left = room - sum(squeezed[i] for i in free)
-    for i in free:  # what rounding left over goes to whoever still wants it
-        extra = min(left, widths[i] - squeezed[i])
-        squeezed[i] += extra
-        left -= extra
+    for n, i in enumerate(free):
+        later = sum(min(MIN_TEXT, widths[j]) for j in free[n + 1 :])  # kept for those after
+        squeezed[i] = max(min(MIN_TEXT, widths[i]), min(widths[i], room - later))
+        room -= squeezed[i]
     return squeezed
 
 
@@ -232,7 +234,7 @@ def render_table(
 
 def too_wide(columns: Sequence[Column], sample: Sequence[dict[str, Any]], width: int) -> bool:
     """Whether the sample's rows, whole, are wider than ``width``."""
-    return _total(_natural(columns, sample, False)) > width
+    return _total(_natural(columns, sample, short=False)) > width
 
 
 def render_records(

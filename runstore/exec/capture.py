@@ -39,6 +39,7 @@ class Line:
     stream: str
     text: str
     truncated: bool = False
+    ts: int = 0  # when it was read, in nanoseconds (time.time_ns): when its newline came
 
 
 @dataclass
@@ -48,6 +49,7 @@ class _Chunk:
     newlines: int
     starts_line: bool  # the stream's previous byte was a newline, or there was none
     hidden: int = 0  # bytes of this line dropped after ``data`` (a capped partial line)
+    ts: int = 0  # when it was read
 
 
 class _LineBuilder:
@@ -98,11 +100,20 @@ class OutputCapture:
         self._ring_newlines = 0
         self._ring_bytes = 0
         self._ends_without_newline = dict.fromkeys(STREAMS, False)
+        self._last_read = dict.fromkeys(STREAMS, 0)
+
+    @property
+    def in_head(self) -> bool:
+        """Whether lines are still handed over as they complete (the first ``head_lines``)."""
+        return self._in_head
 
     # -- feeding ---------------------------------------------------------------------------------
 
-    def feed(self, stream: str, data: bytes | bytearray, size: int | None = None) -> list[Line]:
-        """Account for ``data[:size]`` of ``stream``; return the head lines it completes.
+    def feed(
+        self, stream: str, data: bytes | bytearray, size: int | None = None, ts: int = 0
+    ) -> list[Line]:
+        """Account for ``data[:size]`` of ``stream``, read at ``ts`` (nanoseconds); return the
+        head lines it completes.
 
         ``data`` may be a buffer the caller reuses: whatever is kept is copied.
         """
@@ -113,13 +124,14 @@ class OutputCapture:
         self.lines[stream] += newlines
         self.bytes[stream] += end
         self._ends_without_newline[stream] = data[end - 1] != 10  # b"\n"
+        self._last_read[stream] = ts
         if self._in_head:
-            return self._feed_head(stream, data, end, newlines)
-        self._feed_tail(stream, data, 0, end, newlines)
+            return self._feed_head(stream, data, end, newlines, ts)
+        self._feed_tail(stream, data, 0, end, newlines, ts)
         return []
 
     def _feed_head(
-        self, stream: str, data: bytes | bytearray, end: int, newlines: int
+        self, stream: str, data: bytes | bytearray, end: int, newlines: int, ts: int
     ) -> list[Line]:
         partial = self._partial[stream]
         out: list[Line] = []
@@ -127,18 +139,18 @@ class OutputCapture:
         for _ in range(min(newlines, self.head_lines - self.head_count)):
             line_end = data.index(b"\n", pos, end)
             partial.add(data, pos, line_end)
-            out.append(self._store(stream, partial, newline=True))
+            out.append(self._store(stream, partial, newline=True, ts=ts))
             partial = self._partial[stream] = _LineBuilder(self.line_max_bytes)
             pos = line_end + 1
         if self.head_count < self.head_lines:
             partial.add(data, pos, end)
         else:
             self._in_head = False  # from here on, output goes to the ring
-            self._feed_tail(stream, data, pos, end, newlines - len(out))
+            self._feed_tail(stream, data, pos, end, newlines - len(out), ts)
         return out
 
     def _feed_tail(
-        self, stream: str, data: bytes | bytearray, start: int, end: int, newlines: int
+        self, stream: str, data: bytes | bytearray, start: int, end: int, newlines: int, ts: int
     ) -> None:
         partial = self._partial[stream]
         if newlines == 0:
@@ -153,10 +165,10 @@ class OutputCapture:
             self._partial[stream] = partial = _LineBuilder(self.line_max_bytes)
         elif partial.length:
             hidden = partial.length - len(partial.kept)
-            self._append(_Chunk(stream, bytes(partial.kept), 0, True, hidden))
+            self._append(_Chunk(stream, bytes(partial.kept), 0, True, hidden, ts))
         if newlines:
             finished = bytes(memoryview(data)[start : last + 1])
-            self._append(_Chunk(stream, finished, newlines, starts_line=not partial.length))
+            self._append(_Chunk(stream, finished, newlines, not partial.length, ts=ts))
         partial = self._partial[stream] = _LineBuilder(self.line_max_bytes)
         partial.add(data, last + 1, end)
 
@@ -177,10 +189,10 @@ class OutputCapture:
             else:
                 break
 
-    def _store(self, stream: str, line: _LineBuilder, *, newline: bool) -> Line:
+    def _store(self, stream: str, line: _LineBuilder, *, newline: bool, ts: int) -> Line:
         self.head_count += 1
         self.stored_bytes += len(line.kept) + (1 if newline else 0)
-        return Line(stream, _text(line.kept), line.length > len(line.kept))
+        return Line(stream, _text(line.kept), line.length > len(line.kept), ts)
 
     # -- the end ---------------------------------------------------------------------------------
 
@@ -196,13 +208,15 @@ class OutputCapture:
             for stream in STREAMS:
                 pending = self._partial[stream]
                 if pending.length and self.head_count < self.head_lines:
-                    lines.append(self._store(stream, pending, newline=False))
+                    lines.append(
+                        self._store(stream, pending, newline=False, ts=self._last_read[stream])
+                    )
                     self._partial[stream] = _LineBuilder(self.line_max_bytes)
         if self.tail_lines == 0:
             return lines
         limit = self.line_max_bytes
         builders: dict[str, _LineBuilder | None] = dict.fromkeys(STREAMS)
-        found: deque[tuple[str, _LineBuilder, bool]] = deque(maxlen=self.tail_lines)
+        found: deque[tuple[str, _LineBuilder, bool, int]] = deque(maxlen=self.tail_lines)
         newlines_after = self._ring_newlines
         for chunk in self._ring:
             newlines_after -= chunk.newlines
@@ -219,7 +233,7 @@ class OutputCapture:
             for _ in range(wanted):
                 end = data.index(b"\n", pos)
                 current.add(data, pos, end)
-                found.append((chunk.stream, current, True))
+                found.append((chunk.stream, current, True, chunk.ts))
                 current = _LineBuilder(limit)
                 pos = end + 1
             current.add(data, pos)
@@ -228,11 +242,12 @@ class OutputCapture:
         for stream in STREAMS:
             pending = self._partial[stream]
             if pending.length:
-                found.append((stream, pending, False))
-        for stream, builder, newline in found:
+                found.append((stream, pending, False, self._last_read[stream]))
+        for stream, builder, newline, ts in found:
             if builder.valid:
                 self.stored_bytes += len(builder.kept) + (1 if newline else 0)
-                lines.append(Line(stream, _text(builder.kept), builder.length > len(builder.kept)))
+                cut = builder.length > len(builder.kept)
+                lines.append(Line(stream, _text(builder.kept), cut, ts))
         return lines
 
     @property

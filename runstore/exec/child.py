@@ -71,6 +71,7 @@ class Child:
         self.pid = proc.pid
         self.pipes = {STDOUT: out_r, STDERR: err_r}
         self.rss_at_spawn_kb = procinfo.own_peak_rss_kb()  # at least what its mm started with
+        self.sample_rss()  # Popen returns once the command is exec'd: a short one is seen now
         if self._unsent is not None:  # arrived while the command was being started
             self.send(self._unsent)
         return None

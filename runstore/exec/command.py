@@ -22,15 +22,18 @@ import os
 import re
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import FrameType
 from typing import Any
 
+from runstore import env
+from runstore.channel import Channel, LineSplitter, decode
 from runstore.errors import UsageError
 from runstore.exec import HEAD_LINES, KILL_AFTER_S, TAIL_LINES, outcome
-from runstore.exec.capture import STDERR, STDOUT, OutputCapture, Spool
+from runstore.exec.capture import STDERR, STDOUT, Line, OutputCapture, Spool
 from runstore.exec.child import Child, take_signals
 from runstore.exec.outcome import Outcome, signal_name
 from runstore.exec.pump import Deadlines, pump, write_all
@@ -46,6 +49,10 @@ START_WAIT_S = 10.0
 # enough for another process's long write (a VACUUM, a prune) to finish.
 FINISH_WAIT_S = 120.0
 MAX_SIGNAL_EVENTS = 20
+# Events that come while output is kept only as a tail wait to be stored in time order with it;
+# beyond this many, the oldest are stored at once (before tail lines that came earlier).
+MAX_HELD_EVENTS = 10_000
+EVENTS = "events"  # the pump's name for the events channel
 
 # NAME=value, as a shell reads it before a command (and as `exec` is sometimes mistakenly given).
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
@@ -106,17 +113,21 @@ def run_command(
     options: ExecOptions | None = None,
     *,
     warn: Warn | None = None,
+    note: Warn | None = None,
     stdout_fd: int = 1,
     stderr_fd: int = 2,
 ) -> ExecResult:
     """Run ``argv`` as one recorded run and return how it ended.
 
-    ``warn`` receives what is not recorded and other notes; nothing else is printed except the
-    command's own output, written to ``stdout_fd``/``stderr_fd``.
+    ``warn`` receives what is not recorded and other problems, ``note`` what runstore did to
+    the command (a timeout's signals); nothing else is printed except the command's own output,
+    written to ``stdout_fd``/``stderr_fd``.
     """
     if not argv:
         raise ValueError("no command to run")
-    return Execution(list(argv), options or ExecOptions(), warn, stdout_fd, stderr_fd).run()
+    execution = Execution(list(argv), options or ExecOptions(), warn, stdout_fd, stderr_fd)
+    execution.note_to = note
+    return execution.run()
 
 
 class Execution:
@@ -149,6 +160,11 @@ class Execution:
         self.timed_out = self.killed = False
         self.store_warned = False
         self.last_error_line: str | None = None
+        self.note_to: Warn | None = None
+        self.channel: Channel | None = None
+        self._channel_lines = LineSplitter()
+        # Events past the head of the output, held to be stored in time order with the tail.
+        self._held: deque[Event] = deque()
         self._dead_fds: set[int] = set()
         self._stderr_mid_line = False
 
@@ -156,13 +172,20 @@ class Execution:
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
-        if self._warn is None:
+        self._say(self._warn, message)
+
+    def note(self, message: str) -> None:
+        self._say(self.note_to, message)
+
+    def _say(self, to: Warn | None, message: str) -> None:
+        """A line of runstore's on stderr, on a line of its own."""
+        if to is None:
             return
         if self._stderr_mid_line and self.spool is None:
             with contextlib.suppress(OSError):
                 write_all(self.fds[STDERR], b"\n")
             self._stderr_mid_line = False
-        self._warn(message)
+        to(message)
 
     def check_store(self) -> None:
         problem = self.recorder.problem
@@ -174,7 +197,14 @@ class Execution:
                 self.warn(f"the run is not fully recorded: {problem}")
 
     def record(self, event: Event) -> None:
-        self.recorder.inbox.put(event)
+        """Store ``event`` in its place in the timeline: at once while output lines are stored
+        as they come; past the head, with the tail, in time order, when the command ends."""
+        if self.capture.in_head or event.flush:
+            self.recorder.inbox.put(event)
+            return
+        self._held.append(event)
+        if len(self._held) > MAX_HELD_EVENTS:
+            self.recorder.inbox.put(self._held.popleft())
 
     # -- signals ---------------------------------------------------------------------------------
 
@@ -201,6 +231,8 @@ class Execution:
                 signal.signal(sig, handler)
             if self.spool is not None:
                 self.spool.close()
+            if self.channel is not None:
+                self.channel.close()
             self.recorder.close()
 
     def _run(self) -> ExecResult:
@@ -214,7 +246,7 @@ class Execution:
         if self.cancel_signal is not None:
             reason = f"cancelled by {signal_name(self.cancel_signal)} before the command started"
             return self._end(Outcome(128 + self.cancel_signal, "cancelled", reason))
-        problem = self.child.spawn(self.recorder.environment())
+        problem = self.child.spawn(self._environment())
         if problem is not None:
             code, message = problem[0], redact_text(problem[1])  # argv[0] may hold a secret
             self.record(Event("error", {"message": message}, "error", message))
@@ -229,13 +261,26 @@ class Execution:
         try:
             now = time.monotonic()
             deadlines = Deadlines.starting(now, self.options.timeout, self.options.kill_after)
-            pump(self.child.pipes, wake_r, deadlines, self)
+            channels = {EVENTS: self.channel.fd} if self.channel is not None else None
+            pump(self.child.pipes, wake_r, deadlines, self, channels)
         finally:
             if self.child.exited:
                 waiter.join()
             os.close(wake_r)
             os.close(wake_w)
         return self._ended()
+
+    def _environment(self) -> dict[str, str]:
+        """The command's environment: the recorder's, and the events channel."""
+        environment = self.recorder.environment()
+        if self.recorder.run_id is not None:
+            try:
+                self.channel = Channel()
+            except OSError as exc:
+                self.warn(f"no events channel for the command: {exc.strerror or exc}")
+            else:
+                environment[env.EVENTS] = self.channel.path
+        return environment
 
     def _wait_for_the_run_row(self) -> None:
         recorder = self.recorder
@@ -265,15 +310,20 @@ class Execution:
             data = {"timeout_s": timeout, "signal": "SIGTERM"}
             self.record(Event("timeout", data, "error", message))
             self.child.send(signal.SIGTERM)
+            self.note(message)
         elif what == "kill":
             self.killed = True
             message = f"still running {format_duration(kill_after)} after SIGTERM; sent SIGKILL"
             data = {"kill_after_s": kill_after, "signal": "SIGKILL"}
             self.record(Event("timeout", data, "error", message))
             self.child.send(signal.SIGKILL)
+            self.note(message)
 
     def output(self, stream: str, buffer: bytearray, size: int) -> bool:
         """Pass ``buffer[:size]`` through and capture it; False when the pipe should be closed."""
+        if stream == EVENTS:
+            self._events_read(memoryview(buffer)[:size])
+            return True
         keep_open = True
         data = memoryview(buffer)[:size]
         if self.spool is not None:
@@ -291,11 +341,21 @@ class Execution:
             except OSError:
                 self._dead_fds.add(fd)  # closed or broken output: keep the command going
         data.release()
-        for line in self.capture.feed(stream, buffer, size):
+        for line in self.capture.feed(stream, buffer, size, time.time_ns()):
             self.recorder.inbox.put(OutputLine(line))
             if line.stream == STDERR and line.text.strip():
                 self.last_error_line = line.text.strip()
         return keep_open
+
+    def _events_read(self, data: bytes | memoryview, *, last: bool = False) -> None:
+        """Events the command sent on its channel, each stored where it came in the output."""
+        ts = time.time_ns()
+        lines = self._channel_lines.feed(data)
+        if last:
+            lines += self._channel_lines.rest()
+        for raw in lines:
+            sent = decode(raw)
+            self.record(Event(sent.event_type, sent.data, sent.level, sent.message, ts=ts))
 
     def round(self) -> None:
         self.check_store()
@@ -314,12 +374,11 @@ class Execution:
             cancel_signal=self.cancel_signal,
             last_error=outcome.last_error_line(tail, self.last_error_line),
         )
+        if self.channel is not None:  # what the command sent last
+            self._events_read(self.channel.read_all(), last=True)
         usage = outcome.resource_use(child.rusage, child.rss_at_spawn_kb, child.sampled_rss_kb)
         *omitted, exited = outcome.closing_events(self.capture, tail, child.wait_status, usage)
-        events: list[OutputLine | Event] = [
-            Event(kind, data, "info", say) for kind, data, say in omitted
-        ]
-        events.extend(OutputLine(line) for line in tail)
+        events = _in_time_order(tail, list(self._held), omitted)
         kind, data, say = exited
         events.append(Event(kind, data, "info", say))
         if self.spool is not None and ending.exit_code != 0:
@@ -343,7 +402,8 @@ class Execution:
     ) -> ExecResult:
         exited = self.child.exited_clock
         duration_ms = int(((exited or time.monotonic()) - self.started[1]) * 1000)
-        extra = {"signal": ending.signal, "duration_ms": duration_ms, **(usage or {})}
+        columns = {k: v for k, v in (usage or {}).items() if k != "max_rss_source"}
+        extra = {"signal": ending.signal, "duration_ms": duration_ms, **columns}
         finish = Finish(events or [], ending.status, ending.exit_code, ending.reason, extra)
         self.recorder.inbox.put(finish)
         unrecorded = self.recorder.wait(self.options.finish_wait)
@@ -364,3 +424,18 @@ class Execution:
             spawn_error=spawn_error,
             warnings=self.warnings,
         )
+
+
+def _in_time_order(
+    tail: list[Line], held: list[Event], omitted: list[tuple[str, dict[str, Any], str]]
+) -> list[OutputLine | Event]:
+    """The end of the timeline: the tail's lines and the events held meanwhile, in the order
+    they were read; the marker of what output was left out goes before the first tail line."""
+    merged: list[OutputLine | Event] = [OutputLine(line) for line in tail]
+    merged += held
+    merged.sort(key=lambda m: m.line.ts if isinstance(m, OutputLine) else m.ts)  # stable
+    lines = [i for i, m in enumerate(merged) if isinstance(m, OutputLine)]
+    first = lines[0] if lines else len(merged)
+    at = tail[0].ts if tail else time.time_ns()
+    markers = [Event(kind, data, "info", say, ts=at) for kind, data, say in omitted]
+    return merged[:first] + markers + merged[first:]

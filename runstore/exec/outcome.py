@@ -84,20 +84,30 @@ def last_error_line(tail: list[Line], seen: str | None) -> str | None:
 
 
 def resource_use(rusage: Any, rss_at_spawn_kb: int, sampled_rss_kb: int | None) -> dict[str, Any]:
-    """Resource use of the command (and the children it waited for), from wait4.
+    """Resource use of the command (and the children it waited for), from wait4, and where its
+    peak memory figure comes from (``max_rss_source``).
 
     Linux counts in a child's ru_maxrss the memory of the process that started it (the mm it
-    left at exec), so below runstore's own peak the kernel's figure says nothing about the
-    command: then the peak sampled from /proc while it ran is used (the largest process of its
-    tree; None if it ended before the first sample).
+    left at exec). Above runstore's own peak the kernel's figure is the command's (``kernel``);
+    below it, the peak sampled from /proc while the command ran is used (``sampled``: the
+    largest process of its tree, sampled first as it starts, so a spike between samples can be
+    missed); a command gone before the first sample keeps the kernel's figure, which it cannot
+    have exceeded (``upper_bound``).
     """
     if rusage is None:
         return {}
     rss = int(rusage.ru_maxrss)
     if sys.platform == "darwin":
         rss //= 1024  # bytes there, KiB on Linux
+    source = "kernel"
+    if rss <= rss_at_spawn_kb:
+        if sampled_rss_kb is not None and sampled_rss_kb < rss_at_spawn_kb:
+            rss, source = sampled_rss_kb, "sampled"
+        else:
+            source = "upper_bound"
     return {
-        "max_rss_kb": rss if rss > rss_at_spawn_kb else sampled_rss_kb,
+        "max_rss_kb": rss,
+        "max_rss_source": source,
         "cpu_user_ms": round(rusage.ru_utime * 1000),
         "cpu_system_ms": round(rusage.ru_stime * 1000),
     }

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 READ_SIZE = 1 << 20
+CHANNEL_READ_SIZE = 1 << 16
 # After the command exits, output still held open by its background children is read until it
 # goes quiet this long (the command's own output is already in the pipe, at most PIPE_SIZE).
 DRAIN_QUIET_S = 0.5
 DRAIN_MAX_S = 5.0
 # The command's memory is sampled from /proc at growing intervals, from the first to the last.
-SAMPLE_FIRST_S = 0.02
+SAMPLE_FIRST_S = 0.005
 SAMPLE_MAX_S = 2.0
 
 
@@ -89,16 +90,26 @@ class Handler(Protocol):
         """Once a round of the loop, after its reads."""
 
 
-def pump(pipes: dict[str, int], wake: int, deadlines: Deadlines, handler: Handler) -> None:
+def pump(
+    pipes: dict[str, int],
+    wake: int,
+    deadlines: Deadlines,
+    handler: Handler,
+    channels: dict[str, int] | None = None,
+) -> None:
     """Read ``pipes`` (stream name -> fd) until the command has exited (a byte on ``wake``)
-    and its output is drained. The pipes are closed when it returns."""
+    and its output is drained; ``channels`` (name -> fd) are read alongside, but never end and
+    never hold the drain up. The pipes are closed when it returns; the channels are not."""
     sel = selectors.DefaultSelector()
-    for stream, fd in pipes.items():
+    # The pipes before the channels: what the command wrote before the loop began is read in
+    # the order it most likely came, its output first.
+    for stream, fd in {**pipes, **(channels or {})}.items():
         sel.register(fd, selectors.EVENT_READ, stream)
     sel.register(wake, selectors.EVENT_READ, None)
     open_pipes = len(pipes)
     # Reused read buffers: a fresh 1 MiB bytes per read would cost a mmap and page faults.
     buffers = {stream: bytearray(READ_SIZE) for stream in pipes}
+    buffers.update({name: bytearray(CHANNEL_READ_SIZE) for name in channels or {}})
     try:
         while True:
             now = time.monotonic()
@@ -114,19 +125,22 @@ def pump(pipes: dict[str, int], wake: int, deadlines: Deadlines, handler: Handle
                 buffer = buffers[key.data]
                 try:
                     size = os.readv(key.fd, [buffer])
+                except BlockingIOError:
+                    continue
                 except OSError:
                     size = 0
                 if size and handler.output(key.data, buffer, size):
-                    if deadlines.exited_at is not None:
+                    if deadlines.exited_at is not None and key.data in pipes:
                         deadlines.last_data = time.monotonic()
                     continue
                 sel.unregister(key.fd)
-                os.close(key.fd)
-                open_pipes -= 1
+                if key.data in pipes:
+                    os.close(key.fd)
+                    open_pipes -= 1
             handler.round()
     finally:
         for key in list(sel.get_map().values()):
-            if key.data is not None:
+            if key.data in pipes:
                 os.close(key.fd)
         sel.close()
 

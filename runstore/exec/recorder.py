@@ -10,6 +10,7 @@ import os
 import queue
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,13 +36,15 @@ class OutputLine:
 
 @dataclass(frozen=True)
 class Event:
-    """An event of runstore's own about the command (started, a signal, a timeout...)."""
+    """An event about the command: runstore's own (started, a signal, a timeout...) or one the
+    command sent on its events channel."""
 
     event_type: str
     data: dict[str, Any]
     level: str
-    message: str
+    message: str | None
     flush: bool = False  # written at once, before anything that follows
+    ts: int = field(default_factory=time.time_ns)  # when it happened, in nanoseconds
 
 
 @dataclass(frozen=True)
@@ -196,10 +199,14 @@ class Recorder(threading.Thread):
                 data: dict[str, Any] = {"stream": line.stream, "line": line.text}
                 if line.truncated:
                     data["truncated"] = True
-                self.logger.log_event("output", data)
+                self.logger.log_event("output", data, ts=line.ts or None)
                 return
             self.logger.log_event(
-                message.event_type, message.data, level=message.level, message=message.message
+                message.event_type,
+                message.data,
+                level=message.level,
+                message=message.message,
+                ts=message.ts,
             )
             if message.flush:
                 self.logger.flush()

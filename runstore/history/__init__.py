@@ -6,8 +6,8 @@ The defaults that the commands' --help shows live here, where the command line r
 without loading the rest.
 """
 
-# A live run beats every 30 s (record.batcher.HEARTBEAT_INTERVAL_S): ten missed beats and a run
-# of another host counts as gone.
+# A live run beats every 5 s (record.batcher.HEARTBEAT_INTERVAL_S): a run of another host that
+# has missed a minute of beats and more counts as gone.
 STALE_AFTER_S = 300.0
 # How long ad hoc SQL may run.
 SQL_TIMEOUT_S = 10.0

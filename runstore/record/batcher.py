@@ -12,9 +12,10 @@ from runstore.store.store import CounterDeltas, EventRow, Store
 
 EVENTS_PER_FLUSH = 1000
 FLUSH_INTERVAL_S = 1.0
-# How often a live run's heartbeat is refreshed even when it logs nothing (the reaper judges
-# runs of other hosts by it: see history.STALE_AFTER_S).
-HEARTBEAT_INTERVAL_S = 30.0
+# How often a live run's heartbeat is refreshed even when it logs nothing: the reaper judges
+# runs of other hosts by it (see history.STALE_AFTER_S), and an abandoned run's duration is
+# known up to its last beat.
+HEARTBEAT_INTERVAL_S = 5.0
 # Levels written at once, whatever the batch holds.
 URGENT_LEVELS = ("warning", "error")
 

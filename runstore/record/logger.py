@@ -83,15 +83,17 @@ class _Events:
         *,
         level: str = "info",
         message: str | None = None,
+        ts: int | None = None,
     ) -> None:
-        """Record one event. ``data`` must be JSON-serialisable (other values become strings)."""
+        """Record one event. ``data`` must be JSON-serialisable (other values become strings);
+        ``ts``, when it happened in nanoseconds (``time.time_ns()``), is now by default."""
         if level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}")
         if not event_type or len(event_type) > MAX_EVENT_TYPE:
             raise ValueError(f"event type must be 1-{MAX_EVENT_TYPE} characters")
         if message is not None:
             message = storable_text(message)
-        self.log_event_json(event_type, to_json(data) if data else None, level, message)
+        self.log_event_json(event_type, to_json(data) if data else None, level, message, ts=ts)
 
     def log_event_json(
         self,

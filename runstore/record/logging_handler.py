@@ -21,6 +21,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from runstore import env
+from runstore.channel import default_event_type
 
 if TYPE_CHECKING:
     from runstore.record.logger import AttachedRun, RunLogger
@@ -41,11 +42,6 @@ def level_name(levelno: int) -> str:
     if levelno >= logging.INFO:
         return "info"
     return "debug"
-
-
-def default_event_type(level: str) -> str:
-    """The event type of a log line or ``runstore event``: ``warning``, ``error`` or ``log``."""
-    return level if level in ("warning", "error") else "log"
 
 
 class LoggingHandler(logging.Handler):

@@ -8,6 +8,8 @@ MAX_RUN_ID = 64
 MAX_JOB = 200
 MAX_ERROR_SUMMARY = 500
 MAX_EVENT_TYPE = 64
+# An event's level, least to most severe.
+LEVELS = ("debug", "info", "warning", "error")
 
 
 def storable_text(text: str) -> str:

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from runstore.store.limits import MAX_ERROR_SUMMARY, MAX_EVENT_TYPE, MAX_JOB, MAX_RUN_ID
+from runstore.store.limits import LEVELS, MAX_ERROR_SUMMARY, MAX_EVENT_TYPE, MAX_JOB, MAX_RUN_ID
 
 # The Alembic revision this code writes; a store at any other revision is upgraded or refused.
 SCHEMA_REVISION = "0002"
@@ -51,7 +51,6 @@ class RunStatus(str, Enum):
 # finished run that did not complete.
 FINISHED_STATUSES = tuple(s.value for s in RunStatus if s is not RunStatus.RUNNING)
 NOT_COMPLETED_STATUSES = tuple(s for s in FINISHED_STATUSES if s != RunStatus.COMPLETED.value)
-LEVELS = ("debug", "info", "warning", "error")
 
 # Every constraint gets a name: Alembic needs names to alter constraints on SQLite.
 # (Used as ``metadata``: see the module's __getattr__ at the end.)
