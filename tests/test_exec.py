@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from runstore.errors import StoreError, UsageError
 from runstore.exec import command as exec_command
 from runstore.exec.capture import OutputCapture, Spool
+from runstore.exec.naming import default_job_name
 from runstore.humanize import format_duration, parse_duration
 from runstore.redact import command_line
 
@@ -607,9 +608,26 @@ def test_redaction_inside_shell_scripts(argv, expected):
     assert expected in command_line(argv)
 
 
-def test_job_name_defaults_to_the_commands_base_name():
-    assert exec_command.default_job_name(["./scripts/backup.sh", "--full"]) == "backup.sh"
-    assert exec_command.default_job_name(["/usr/bin/env"]) == "env"
+@pytest.mark.parametrize(
+    ("argv", "job"),
+    [
+        (["./scripts/backup.sh", "--full"], "backup"),
+        (["/usr/bin/env"], "env"),
+        (["python", "-m", "etl.load", "--day", "1"], "etl.load"),
+        (["python3.11", "-u", "-X", "dev", "scripts/nightly.py", "--fast"], "nightly"),
+        (["python3", "-c", "print(1)"], "python3"),
+        (["bash", "-e", "-o", "pipefail", "backup.sh"], "backup"),
+        (["sh", "-c", "pg_dump db | gzip > db.gz"], "sh"),
+        (["/usr/bin/node", "--require", "dotenv/config", "sync.js"], "sync"),
+        (["env", "-u", "HOME", "TZ=UTC", "nice", "-n", "10", "./sync.sh"], "sync"),
+        (["nohup", "ruby", "-I", "lib", "report.rb"], "report"),
+        (["pg_dump", "-Fc", "db"], "pg_dump"),
+        (["PGPASSWORD=x", "psql", "-c", "select 1"], "psql"),
+        (["./.sh"], ".sh"),
+    ],
+)
+def test_job_name_defaults_to_what_the_command_runs(argv, job):
+    assert default_job_name(argv) == job
 
 
 # -- durations -------------------------------------------------------------------------------------
@@ -724,3 +742,27 @@ def test_exec_under_a_40_second_write_lock_records_its_run(sqlite_db, tmp_path):
     assert "Traceback" not in done.stderr
     run = Store.open(sqlite_db).find_run("late")
     assert (run["status"], run["exit_code"]) == ("failed", 5)
+
+
+@pytest.mark.parametrize(
+    ("options", "job", "said"),
+    [
+        (["--job", "nightly", "--timeout", "banana"], "nightly", "--timeout: cannot read 'banana'"),
+        (["--bogus"], "touch", "No such option: --bogus"),
+        (["-j", "etl", "--head-lines", "abc"], "etl", "'--head-lines'"),
+        (["--job", "x" * 300], "touch", "--job"),
+    ],
+    ids=["bad duration", "unknown option", "bad number", "bad job name"],
+)
+def test_a_refused_exec_is_recorded_as_a_failed_run_that_says_why(
+    sqlite_db, tmp_path, options, job, said
+):
+    marker = tmp_path / "ran"
+    done = runstore(sqlite_db, "exec", *options, "--", "touch", str(marker))
+    assert done.returncode == 2 and not marker.exists()  # CMD never ran
+    [line] = done.stderr.decode().splitlines()
+    assert line.startswith("Error: ") and said in line
+    run = last_run(sqlite_db)
+    assert (run["job"], run["status"], run["exit_code"]) == (job, "failed", 2)
+    assert run["error_summary"] == line.removeprefix("Error: ").split(" (see `")[0][:500]
+    assert run["error_count"] == 1

@@ -17,7 +17,7 @@ from conftest import REPO, Cli, query
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runstore.exec.command import default_job_name
+from runstore.exec.naming import default_job_name
 from runstore.exec.recorder import store_for_child
 from runstore.redact import command_line, redact_text
 
@@ -125,7 +125,7 @@ def test_the_job_name_and_the_error_summary_never_hold_the_secret(sqlite_db, tmp
     assert SECRET not in json.dumps(rows)
     events = query(sqlite_db, "select message, data from events")
     assert SECRET not in json.dumps(events)
-    assert default_job_name([f"DB_TOKEN={SECRET}", "./load.sh"]) == "load.sh"
+    assert default_job_name([f"DB_TOKEN={SECRET}", "./load.sh"]) == "load"
 
 
 def test_the_commands_store_address_carries_no_password(tmp_path):

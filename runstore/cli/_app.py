@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
@@ -37,6 +38,7 @@ class _Group(TyperGroup):
         """Typer shows a usage error as a boxed panel; here it is one ``Error:`` line too."""
         from typer._click.exceptions import ClickException
 
+        self.raw_args = list(args) if args is not None else sys.argv[1:]
         try:
             result = super().main(args, prog_name, standalone_mode=False, **extra)
         except ClickException as exc:
@@ -44,7 +46,10 @@ class _Group(TyperGroup):
             command = getattr(getattr(exc, "ctx", None), "command_path", None)
             if command and exc.exit_code == 2:
                 hint = f" (see `{command} --help`)"
-            error(exc.format_message().rstrip(".") + hint)
+            message = exc.format_message().rstrip(".")
+            error(message + hint)
+            if exc.exit_code == 2:
+                refused(self.raw_args, message)
             sys.exit(exc.exit_code)
         except typer.Abort:
             error("aborted")
@@ -60,7 +65,10 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except RunstoreError as exc:
-            error(_as_the_user_typed_it(ctx, exc))
+            message = _as_the_user_typed_it(ctx, exc)
+            error(message)
+            if isinstance(exc, UsageError):
+                refused(getattr(self, "raw_args", sys.argv[1:]), message)
             raise typer.Exit(exc.exit_code) from None
         except BrokenPipeError:
             reader_left()
@@ -81,6 +89,19 @@ def _as_the_user_typed_it(ctx: Any, exc: RunstoreError) -> str:
         if param.name == exc.field and param.opts:
             return f"{max(param.opts, key=len)}: {exc.detail}"
     return str(exc)
+
+
+# What a command does when its options are refused (a usage error, exit 2), by command name:
+# `exec` records the run it did not start, so a typo in a crontab line is seen.
+ON_REFUSAL: dict[str, Callable[[list[str], str], None]] = {}
+
+
+def refused(args: list[str], message: str) -> None:
+    from runstore.cli import command_word
+
+    hook = ON_REFUSAL.get(command_word(args) or "")
+    if hook is not None:
+        hook(args, message)
 
 
 def _show_warning(message: Warning | str, *_args: Any, **_kwargs: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from runstore.cli._app import DbOption, app, error, leave, note, warn
+from runstore.cli._app import ON_REFUSAL, DbOption, app, error, leave, note, warn
 from runstore.exec import HEAD_LINES, KILL_AFTER_S, TAIL_LINES
 from runstore.humanize import format_duration
 
@@ -28,7 +29,12 @@ def exec_(
     ],
     job: Annotated[
         str | None,
-        typer.Option("--job", "-j", help="Job name. Default: the command's base name."),
+        typer.Option(
+            "--job",
+            "-j",
+            help="Job name. Default: what CMD runs (`backup` for ./backup.sh, `etl.load` for "
+            "python -m etl.load).",
+        ),
     ] = None,
     run_id: Annotated[
         str | None,
@@ -186,8 +192,11 @@ def event(
     if not kind.strip() or len(kind) > 64:
         raise UsageError("--type must be 1 to 64 characters")
 
-    if run_id is None and db is None and "message" not in fields and send(
-        encode(kind, level.value, message, {"message": message, **fields})
+    if (
+        run_id is None
+        and db is None
+        and "message" not in fields
+        and send(encode(kind, level.value, message, {"message": message, **fields}))
     ):
         leave(0)  # on its way down the events channel of the run we are in
     try:
@@ -201,3 +210,74 @@ def event(
 
         warn(f"event not recorded: {reason(exc)}")
     leave(0)
+
+
+def record_refused(args: list[str], problem: str) -> None:
+    """`runstore exec` refused its options: CMD does not run, and a failed run says why, so a
+    typo in a crontab line shows in the history (and in `check`) instead of the job vanishing.
+    The job is --job's, else what CMD runs; nothing is recorded when neither can be told."""
+    from runstore.errors import RunstoreError, reason
+    from runstore.exec.naming import default_job_name
+    from runstore.record.ids import check_job, check_run_id
+    from runstore.record.logger import RunLogger
+
+    options, command = _split_exec_args(args)
+    job, run_id, db = options.get("--job"), options.get("--run-id"), options.get("--db")
+    if job is not None and _refuses(check_job, job):
+        job = None
+    if run_id is not None and _refuses(check_run_id, run_id):
+        run_id = None
+    job = job or (default_job_name(command) if command else None)
+    if job is None:
+        return
+    try:
+        try:
+            run = RunLogger(job, run_id, db=db, argv=command or args)
+        except RunstoreError:
+            if run_id is None:
+                raise
+            run = RunLogger(job, db=db, argv=command or args)  # its id is taken: a new one
+        with run:
+            run.log_error(f"not run: {problem}", kind="UsageError")
+            run.finish("failed", exit_code=2, error_summary=problem)
+    except Exception as exc:  # the usage error is what the user must see first
+        warn(f"the refused run is not recorded either: {reason(exc)}")
+
+
+def _refuses(check: Callable[[str], object], value: str) -> bool:
+    try:
+        check(value)
+    except Exception:
+        return True
+    return False
+
+
+# exec's options that take a value (the others are flags), and the ones a refused run reads.
+_VALUED = ("--job", "-j", "--run-id", "--timeout", "--kill-after", "--log", "--head-lines",
+           "--tail-lines", "--db")  # fmt: skip
+_READ = {"--job": "--job", "-j": "--job", "--run-id": "--run-id", "--db": "--db"}
+
+
+def _split_exec_args(args: list[str]) -> tuple[dict[str, str], list[str]]:
+    """The --job, --run-id and --db given to `exec`, and CMD: the words after `--`, else from
+    the first word that is not an option."""
+    words = args[args.index("exec") + 1 :] if "exec" in args else list(args)
+    options: dict[str, str] = {}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "--":
+            return options, words[i + 1 :]
+        if not word.startswith("-") or word == "-":
+            return options, words[i:]
+        name, has_value, value = word.partition("=")
+        if name in _VALUED and not has_value:
+            value = words[i + 1] if i + 1 < len(words) else ""
+            i += 1
+        if name in _READ:
+            options[_READ[name]] = value
+        i += 1
+    return options, []
+
+
+ON_REFUSAL["exec"] = record_refused

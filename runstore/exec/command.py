@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import time
 from collections import deque
@@ -35,13 +34,13 @@ from runstore.errors import UsageError
 from runstore.exec import HEAD_LINES, KILL_AFTER_S, TAIL_LINES, outcome
 from runstore.exec.capture import STDERR, STDOUT, Line, OutputCapture, Spool
 from runstore.exec.child import Child, take_signals
+from runstore.exec.naming import default_job_name
 from runstore.exec.outcome import Outcome, signal_name
 from runstore.exec.pump import Deadlines, pump, write_all
 from runstore.exec.recorder import Event, Finish, OutputLine, Recorder
 from runstore.humanize import format_duration
 from runstore.record.ids import check_job, check_run_id
 from runstore.redact import redact_text
-from runstore.store.limits import MAX_JOB
 
 # How long the command waits for its run row; a store locked longer does not hold the job up.
 START_WAIT_S = 10.0
@@ -54,8 +53,6 @@ MAX_SIGNAL_EVENTS = 20
 MAX_HELD_EVENTS = 10_000
 EVENTS = "events"  # the pump's name for the events channel
 
-# NAME=value, as a shell reads it before a command (and as `exec` is sometimes mistakenly given).
-_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 Warn = Callable[[str], None]
 
@@ -97,15 +94,6 @@ class ExecResult:
     signal: int | None = None  # the signal that ended the command
     spawn_error: str | None = None  # the command could not be started: the line to show
     warnings: list[str] = field(default_factory=list)
-
-
-def default_job_name(argv: Sequence[str]) -> str:
-    """The command's base name: ``./backup.sh --full`` is filed under ``backup.sh``. Leading
-    ``NAME=value`` words are skipped (``PGPASSWORD=... psql`` is ``psql``), and whatever is left
-    is redacted: a job name is shown everywhere."""
-    program = next((word for word in argv if not _ASSIGNMENT.match(word)), argv[0])
-    name = os.path.basename(program.rstrip("/")) or program or "exec"
-    return redact_text(name)[:MAX_JOB]
 
 
 def run_command(
