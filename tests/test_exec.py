@@ -166,7 +166,8 @@ def test_bad_options_are_usage_errors_and_nothing_runs(sqlite_cli, tmp_path, opt
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1
     assert not marker.exists()
-    assert not Path(sqlite_cli.db).exists()
+    [refused] = recorded_runs(sqlite_cli.db)  # a failed run says why CMD did not run
+    assert refused["status"] == "failed" and refused["exit_code"] == 2
 
 
 # -- exit codes and outcomes, in-process -----------------------------------------------------------
