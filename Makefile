@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/runstore run --input data/sample_input.txt --output data/processed.json --log data/run_log.json
 	$(BIN)/runstore show --last
+	@echo
+	@echo "The run is stored in $$($(BIN)/runstore db path) (set RUNSTORE_DB or --db for another store)."
+	@echo "Next: $(BIN)/runstore history, $(BIN)/runstore stats, $(BIN)/runstore exec -- CMD"
 
 test: $(STAMP) lint typecheck pytest
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -302,3 +303,44 @@ def test_verbose_run_piped_into_head_still_completes_and_is_recorded(tmp_path):
     assert len(result.stdout.splitlines()) == 1
     run = Store.open(db).find_run("piped")
     assert (run["status"], run["items_total"]) == ("completed", 9)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n# only a comment\n   \n"], ids=["empty", "comments"])
+def test_an_input_without_items_completes_and_says_so(cli, tmp_path, content):
+    source = tmp_path / "nothing.txt"
+    source.write_text(content)
+    result = cli(*run_args(tmp_path, source))
+    assert result.exit_code == 0
+    assert result.stderr == (
+        f"Warning: {source} has no items: it is empty, or holds only blank lines and # comments\n"
+    )
+    assert " 0 items (0 ok, 0 failed), 1 warning, 0 errors, 5 events in " in result.stdout
+
+
+def test_the_summary_counts_like_a_person_writes(cli, tmp_path):
+    source = tmp_path / "many.txt"
+    source.write_text("".join(f"line {i}\n" for i in range(1200)))
+    out = cli(*run_args(tmp_path, source, "--run-id", "many")).stdout
+    assert re.fullmatch(
+        r"run many completed: 1,200 items \(1,200 ok, 0 failed\), 0 warnings, 0 errors, "
+        r"1,204 events in \d+(ms|\.\ds)\n",
+        out,
+    ), out
+
+
+@pytest.mark.parametrize("args", [[], ["db"]], ids=["runstore", "runstore db"])
+def test_a_bare_command_shows_its_help_and_exits_0(cli, args):
+    result = cli(*args)
+    assert result.exit_code == 0 and result.stderr == ""
+    assert "Usage: runstore" in result.stdout
+
+
+def test_db_upgrade_says_whether_it_created_upgraded_or_found_the_schema(sqlite_cli):
+    from runstore.store.schema import SCHEMA_REVISION
+
+    first = sqlite_cli("db", "upgrade")
+    assert first.stdout == (
+        f"created the store schema (revision {SCHEMA_REVISION}) in {sqlite_cli.db}\n"
+    )
+    again = sqlite_cli("db", "upgrade")
+    assert again.stdout == f"{sqlite_cli.db} is already at schema revision {SCHEMA_REVISION}\n"

@@ -132,3 +132,44 @@ def _env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+def test_ctrl_c_during_run_leaves_no_progress_bar_after_the_summary(tmp_path):
+    import fcntl
+    import os
+    import pty
+    import signal
+    import struct
+    import termios
+    import time
+
+    big = tmp_path / "big.txt"
+    big.write_text("".join(f"item {i}\n" for i in range(1_500_000)))
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runstore", "run", "-i", str(big), "-o", str(tmp_path / "o.json"),
+         "--db", str(tmp_path / "s.db")],
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"processing" not in seen and time.monotonic() < deadline:
+        seen += os.read(master, 65536)  # the bar is drawn
+    time.sleep(0.5)  # and redrawn a few times
+    proc.send_signal(signal.SIGINT)
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 130
+    text = seen.decode(errors="replace")
+    summary = text.rindex("cancelled:")
+    assert "\x1b[?25h" in text[:summary]  # the bar was taken down (the cursor shown again)
+    assert "processing" not in text[summary:]  # and nothing redrawn after the summary

@@ -67,3 +67,24 @@ def test_the_readme_draws_the_packages_that_exist():
         assert not missing, f"{sub.name}/ modules missing from the README's layout: {missing}"
     top = {p.name for p in package.glob("*.py")} - {"__init__.py", "__main__.py"}
     assert top <= set(re.findall(r"\b\w+\.py\b", layout)), "a top-level module is not drawn"
+
+
+def test_make_demo_says_where_the_store_is(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "data").mkdir()
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    shutil.copy(REPO / "data" / "sample_input.txt", tmp_path / "data" / "sample_input.txt")
+    store = tmp_path / "demo.db"
+    done = subprocess.run(
+        ["make", "-s", "demo", f"BIN={Path(sys.executable).parent}", "STAMP="],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "RUNSTORE_DB": str(store)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"The run is stored in {store} " in done.stdout
+    assert store.is_file()

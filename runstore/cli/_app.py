@@ -36,11 +36,13 @@ class _Group(TyperGroup):
         self, args: Any = None, prog_name: Any = None, standalone_mode: bool = True, **extra: Any
     ) -> Any:
         """Typer shows a usage error as a boxed panel; here it is one ``Error:`` line too."""
-        from typer._click.exceptions import ClickException
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
         self.raw_args = list(args) if args is not None else sys.argv[1:]
         try:
             result = super().main(args, prog_name, standalone_mode=False, **extra)
+        except NoArgsIsHelpError:
+            sys.exit(0)  # `runstore`, `runstore db`: the help is shown; nothing went wrong
         except ClickException as exc:
             hint = ""
             command = getattr(getattr(exc, "ctx", None), "command_path", None)

@@ -15,7 +15,7 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -302,22 +302,30 @@ def _jsonable(value: Any) -> Any:
     return raw_value(value)
 
 
-def progress_bar(what: str, total: int | None = None) -> Callable[..., None] | None:
-    """A progress bar on stderr, only when a person is watching: ``advance(done[, total])``,
-    which removes the bar once ``done`` reaches the total."""
-    if not sys.stderr.isatty():
-        return None
-    from rich.console import Console
-    from rich.progress import Progress
+class ProgressBar:
+    """A progress bar on stderr: ``bar(done[, total])`` moves it, and it goes once ``done``
+    reaches the total, or at ``stop`` (whatever ended the work: a bar must never be redrawn
+    over what is printed after it)."""
 
-    bar = Progress(console=Console(stderr=True), transient=True)
-    task = bar.add_task(what, total=total)
-    bar.start()
+    def __init__(self, what: str, total: int | None) -> None:
+        from rich.console import Console
+        from rich.progress import Progress
 
-    def advance(done: int, of: int | None = None) -> None:
-        size = of if of is not None else total
-        bar.update(task, completed=done, total=size)
+        self.total = total
+        self._bar = Progress(console=Console(stderr=True), transient=True)
+        self._task = self._bar.add_task(what, total=total)
+        self._bar.start()
+
+    def __call__(self, done: int, of: int | None = None) -> None:
+        size = of if of is not None else self.total
+        self._bar.update(self._task, completed=done, total=size)
         if size is not None and done >= size:
-            bar.stop()
+            self.stop()
 
-    return advance
+    def stop(self) -> None:
+        self._bar.stop()
+
+
+def progress_bar(what: str, total: int | None = None) -> ProgressBar | None:
+    """A progress bar, only when a person is watching stderr."""
+    return ProgressBar(what, total) if sys.stderr.isatty() else None

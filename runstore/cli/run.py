@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from runstore.cli._app import DbOption, app, error, leave
+from runstore.cli._app import DbOption, app, error, leave, warn
 from runstore.job import DEFAULT_JOB
 
 PROGRESS_MIN_ITEMS = 20_000
@@ -60,36 +60,50 @@ def run(
     # When an output goes to stdout, what is said about the run goes to stderr, out of its way.
     data_on_stdout = any(p is not None and descriptor(str(p)) == 1 for p in (output, log))
     say = sys.stderr if data_on_stdout else sys.stdout
-    summary, problem = run_job(
-        input_path=input,
-        output_path=output,
-        log_path=log,
-        run_id=run_id,
-        job=job,
-        db=db,
-        verbose=verbose,
-        echo=(lambda line: print(line, file=say, flush=True)) if verbose else None,
-        on_start=_progress_bar,
-    )
+    bars: list[Any] = []
+    try:
+        summary, problem = run_job(
+            input_path=input,
+            output_path=output,
+            log_path=log,
+            run_id=run_id,
+            job=job,
+            db=db,
+            verbose=verbose,
+            echo=(lambda line: print(line, file=say, flush=True)) if verbose else None,
+            on_start=lambda total: _progress_bar(total, bars),
+        )
+    finally:
+        for bar in bars:  # cancelled or failed half way: the bar goes before anything is said
+            bar.stop()
     exit_on_signal(summary["exit_code"])  # from here on, a signal exits as the store says
     if problem is not None:
         error(problem)
+    elif summary["status"] == "completed" and summary["items"]["total"] == 0:
+        warn(f"{input} has no items: it is empty, or holds only blank lines and # comments")
     print(json.dumps(summary) if as_json else summary_line(summary), file=say, flush=True)
     leave(summary["exit_code"])
 
 
 def summary_line(summary: dict[str, Any]) -> str:
+    from runstore.humanize import humane_duration, plural
+
     items = summary["items"]
+    counts = ", ".join(
+        plural(summary[f"{kind}_count"], kind) for kind in ("warning", "error", "event")
+    )
     return (
-        f"run {summary['run_id']} {summary['status']}: {items['total']} items "
-        f"({items['ok']} ok, {items['failed']} failed), {summary['warning_count']} warnings, "
-        f"{summary['error_count']} errors, {summary['event_count']} events "
-        f"in {summary['duration_ms']} ms"
+        f"run {summary['run_id']} {summary['status']}: {plural(items['total'], 'item')} "
+        f"({items['ok']:,} ok, {items['failed']:,} failed), {counts} "
+        f"in {humane_duration(summary['duration_ms'])}"
     )
 
 
-def _progress_bar(total: int) -> Any:
+def _progress_bar(total: int, bars: list[Any]) -> Any:
     """A progress bar for large inputs (a small one is done before a bar would show)."""
     from runstore.cli.output import progress_bar
 
-    return progress_bar("processing", total) if total >= PROGRESS_MIN_ITEMS else None
+    bar = progress_bar("processing", total) if total >= PROGRESS_MIN_ITEMS else None
+    if bar is not None:
+        bars.append(bar)
+    return bar
