@@ -15,24 +15,30 @@ from runstore.errors import UsageError
 
 MAX_SECONDS = 100 * 365 * 86400.0  # past this, times and SQL integers overflow
 UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-DURATION_FORMS = "a number of seconds, or a number with a unit: 500ms, 1s, 2m, 1h, 7d, 2w, 1h30m"
+DURATION_FORMS = "a number with a unit: 500ms, 1s, 2m, 1h, 7d, 2w, 1h30m"
 
 _NUMBER = r"\d+(?:\.\d*)?|\.\d+"
 _PART = re.compile(rf"({_NUMBER})(ms|s|m|h|d|w)")
-_WHOLE = re.compile(rf"(?:(?:{_NUMBER})(?:ms|s|m|h|d|w))+|{_NUMBER}")
+_WHOLE = re.compile(rf"(?:(?:{_NUMBER})(?:ms|s|m|h|d|w))+")
+_BARE = re.compile(_NUMBER)
 
 
 def parse_duration(text: str, option: str | None = None) -> float:
-    """``text`` in seconds. Raises UsageError, naming ``option`` and the accepted forms, for
-    anything else."""
+    """``text`` in seconds. A number needs its unit (is ``3`` seconds, minutes or days?), except
+    ``0``, which is zero in any. Raises UsageError, naming ``option`` and the accepted forms,
+    for anything else."""
     cleaned = text.strip().lower().replace(" ", "")
+    where = f"{option}: " if option else ""
+    if _BARE.fullmatch(cleaned):
+        if float(cleaned) == 0:
+            return 0.0
+        raise UsageError(
+            f"{where}{text.strip()!r} has no unit: say {cleaned}s, {cleaned}m, {cleaned}h or "
+            f"{cleaned}d"
+        )
     if not _WHOLE.fullmatch(cleaned):
-        where = f"{option}: " if option else ""
         raise UsageError(f"{where}cannot read {text!r}; expected {DURATION_FORMS}")
-    parts = _PART.findall(cleaned)
-    seconds = (
-        sum(float(number) * UNITS[unit] for number, unit in parts) if parts else float(cleaned)
-    )
+    seconds = sum(float(number) * UNITS[unit] for number, unit in _PART.findall(cleaned))
     if not math.isfinite(seconds) or seconds > MAX_SECONDS:
         where = f"{option}: " if option else ""
         raise UsageError(f"{where}{text!r} is too long; the most is 100 years")

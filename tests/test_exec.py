@@ -22,11 +22,10 @@ from helpers import last_run, output_lines, recorded_events, recorded_runs, runs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runstore.errors import StoreError, UsageError
+from runstore.errors import StoreError
 from runstore.exec import command as exec_command
 from runstore.exec.capture import OutputCapture, Spool
 from runstore.exec.naming import default_job_name
-from runstore.humanize import format_duration, parse_duration
 from runstore.redact import command_line
 
 PY = sys.executable
@@ -629,32 +628,6 @@ def test_redaction_inside_shell_scripts(argv, expected):
 )
 def test_job_name_defaults_to_what_the_command_runs(argv, job):
     assert default_job_name(argv) == job
-
-
-# -- durations -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        ("1s", 1),
-        ("500ms", 0.5),
-        ("2m", 120),
-        ("1h", 3600),
-        ("1h30m", 5400),
-        ("90", 90),
-        ("1.5s", 1.5),
-    ],
-)
-def test_parse_duration(text, seconds):
-    assert parse_duration(text) == seconds
-    assert parse_duration(format_duration(seconds)) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "soon", "1x", "-1s", "1s2", "s", "1 h x"])
-def test_parse_duration_rejects_with_the_accepted_forms(text):
-    with pytest.raises(UsageError, match="500ms, 1s, 2m, 1h"):
-        parse_duration(text, "--timeout")
 
 
 # -- a store another process keeps locked ---------------------------------------------------------

@@ -11,6 +11,7 @@ from runstore.errors import UsageError
 from runstore.humanize import (
     DURATION_FORMS,
     WHEN_FORMS,
+    format_duration,
     humane_age,
     humane_duration,
     local_time,
@@ -48,12 +49,25 @@ def local_tz(monkeypatch: pytest.MonkeyPatch):
         ("1.5h", 5400),
         (" 10 s ", 10),
         ("10S", 10),
-        ("90", 90),  # a bare number is seconds, as in timeout(1)
         ("0s", 0),
+        ("0", 0),  # zero is zero in any unit
+        ("0.0", 0),
     ],
 )
 def test_parse_duration_accepts_units_and_combinations(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
+    assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["3", "90", " 1.5 ", "007"])
+def test_a_number_without_a_unit_is_refused_with_what_it_could_mean(text):
+    with pytest.raises(UsageError) as caught:
+        parse_duration(text, "--older-than")
+    number = text.strip()
+    assert str(caught.value) == (
+        f"--older-than: {number!r} has no unit: say {number}s, {number}m, {number}h or {number}d"
+    )
+    assert caught.value.exit_code == 2
 
 
 @pytest.mark.parametrize("text", ["", "  ", "5x", "five", "-5s", "5s ago", "1h30", "s", "1e3s"])

@@ -386,6 +386,7 @@ def test_prune_command_no_vacuum_says_where_the_space_is(sqlite_cli):
     [
         (["--older-than", "ninety days"], "--older-than: cannot read 'ninety days'"),
         (["--older-than", ""], "--older-than: cannot read ''"),
+        (["--older-than", "3"], "--older-than: '3' has no unit: say 3s, 3m, 3h or 3d"),
         (["--older-than", "99999999999d"], "--older-than: '99999999999d' is too long"),
     ],
 )

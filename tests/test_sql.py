@@ -322,8 +322,16 @@ def test_a_runaway_query_is_stopped_by_the_time_limit(qcli):
     result = qcli("sql", RUNAWAY, "--timeout", "1s")
     elapsed = time.monotonic() - started
     assert result.exit_code == 1
-    assert result.stderr == "Error: query stopped after the 1 s time limit\n"
+    assert result.stderr == "Error: query stopped after the 1s time limit\n"
     assert elapsed < 5
+
+
+def test_timeout_0_is_no_time_limit(qcli):
+    slow = "with recursive c(x) as (select 1 union all select x + 1 from c limit 3000000) " \
+        "select count(*) as n from c"  # fmt: skip
+    assert "time limit" in qcli("sql", slow, "--timeout", "10ms").stderr
+    assert qcli.json("sql", slow, "--timeout", "0") == [{"n": 3000000}]
+    assert "has no unit" in qcli("sql", "select 1", "--timeout", "5").stderr
 
 
 # -- the documented views -------------------------------------------------------------------------

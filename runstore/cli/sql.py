@@ -26,7 +26,7 @@ def sql(
         ),
     ] = None,
     timeout: Annotated[
-        str, typer.Option("--timeout", help="Stop the query after this long.")
+        str, typer.Option("--timeout", help="Stop the query after this long; 0 for no limit.")
     ] = format_duration(SQL_TIMEOUT_S),
     allow_superuser: Annotated[
         bool,
@@ -56,7 +56,7 @@ def sql(
     if not text.strip():
         fail("no SQL given", 2)
     params = _named_params(param or [])
-    timeout_s = parse_duration(timeout, "--timeout")
+    timeout_s = parse_duration(timeout, "--timeout") or None  # 0: no time limit
     with run_query(
         open_store(db), text, params, timeout_s=timeout_s, allow_superuser=allow_superuser
     ) as result:

@@ -27,6 +27,7 @@ from typing import Any
 
 from runstore.errors import QueryError, UsageError, driver_problem, first_line
 from runstore.history import SQL_TIMEOUT_S
+from runstore.humanize import format_duration
 from runstore.store.engine import limited_memory_connection, query_connection
 from runstore.store.store import Store
 
@@ -86,11 +87,12 @@ def run_query(
     sql: str,
     params: Mapping[str, Any] | None = None,
     *,
-    timeout_s: float = SQL_TIMEOUT_S,
+    timeout_s: float | None = SQL_TIMEOUT_S,
     allow_superuser: bool = False,
 ) -> Iterator[QueryResult]:
-    """Run one read-only statement; yields its columns and a row iterator. On PostgreSQL a role
-    that can reach outside the database is refused unless ``allow_superuser``."""
+    """Run one read-only statement; yields its columns and a row iterator. ``timeout_s`` None
+    is no time limit (the memory bounds hold all the same). On PostgreSQL a role that can
+    reach outside the database is refused unless ``allow_superuser``."""
     if not sql.strip():
         raise UsageError("no SQL given")
     if store.is_sqlite:
@@ -103,7 +105,7 @@ def run_query(
 
 @contextmanager
 def _sqlite_query(
-    store: Store, sql: str, params: Mapping[str, Any], timeout_s: float
+    store: Store, sql: str, params: Mapping[str, Any], timeout_s: float | None
 ) -> Iterator[QueryResult]:
     assert store.path is not None
     # A store this user cannot write is read as it stands (see engine.get_read_only_engine).
@@ -116,7 +118,7 @@ def _sqlite_query(
     bounds = _Bounds(conn)
     try:
         conn.set_authorizer(_authorizer)
-        deadline = time.monotonic() + timeout_s
+        deadline = _deadline(timeout_s)
         conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         try:
             cursor = conn.execute(sql, dict(params))
@@ -201,14 +203,16 @@ def _out_of_memory() -> QueryError:
     )
 
 
-def _explain(exc: Exception, timeout_s: float, bounds: _Bounds | None = None) -> QueryError:
+def _explain(
+    exc: Exception, timeout_s: float | None, bounds: _Bounds | None = None
+) -> QueryError:
     """What stopped a query, said the same way on both backends."""
     if bounds is not None and bounds.problem is not None:
         return QueryError(f"query stopped: {bounds.problem}")
     text = first_line(exc)
     problem = driver_problem(exc)
     if problem == "interrupted":
-        return QueryError(f"query stopped after the {timeout_s:g} s time limit")
+        return _timed_out(timeout_s)
     if problem == "too big":
         return QueryError(f"query stopped: a value would be larger than {MAX_VALUE_BYTES >> 20} MB")
     if _ROW_TOO_LARGE in text:
@@ -222,7 +226,11 @@ def _explain(exc: Exception, timeout_s: float, bounds: _Bounds | None = None) ->
 
 @contextmanager
 def _server_query(
-    store: Store, sql: str, params: Mapping[str, Any], timeout_s: float, allow_superuser: bool
+    store: Store,
+    sql: str,
+    params: Mapping[str, Any],
+    timeout_s: float | None,
+    allow_superuser: bool,
 ) -> Iterator[QueryResult]:
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
@@ -234,7 +242,7 @@ def _server_query(
         )
     if start[1].lower() not in ("explain", "show"):
         sql = _row_size_guarded(sql)
-    deadline = time.monotonic() + timeout_s
+    deadline = _deadline(timeout_s)
     with store.engine.connect() as conn:
         raw: Any = conn.connection.driver_connection
         if not hasattr(raw, "pgconn"):
@@ -277,7 +285,7 @@ def _server_query(
                     yield tuple(first)
                     for row in stream:
                         if time.monotonic() > deadline:
-                            raise QueryError(f"query stopped after the {timeout_s:g} s time limit")
+                            raise _timed_out(timeout_s)
                         yield tuple(row)
                 except QueryError:
                     raise
@@ -313,9 +321,21 @@ _ROW_TOO_LARGE = "runstore: row too large: "
 _SERVER_REFUSALS = ("data-modifying statement", "INTO is not allowed")
 
 
-def _timeout_ms(timeout_s: float) -> int:
-    """statement_timeout in whole milliseconds: 0 would mean no limit, and it holds an int."""
+def _timeout_ms(timeout_s: float | None) -> int:
+    """statement_timeout in whole milliseconds (an int): 0 only for no limit at all."""
+    if timeout_s is None:
+        return 0
     return min(2**31 - 1, max(1, math.ceil(timeout_s * 1000)))
+
+
+def _deadline(timeout_s: float | None) -> float:
+    return math.inf if timeout_s is None else time.monotonic() + timeout_s
+
+
+def _timed_out(timeout_s: float | None) -> QueryError:
+    if timeout_s is None:
+        return QueryError("query interrupted")
+    return QueryError(f"query stopped after the {format_duration(timeout_s)} time limit")
 
 
 # Roles that can reach outside the database from a read-only query: superusers, and roles
