@@ -88,3 +88,70 @@ def test_make_demo_says_where_the_store_is(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"The run is stored in {store} " in done.stdout
     assert store.is_file()
+
+
+def _every_command_line() -> list[list[str]]:
+    group = typer.main.get_command(app)
+    lines = []
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        subs = getattr(command, "commands", None)
+        lines += [[name, sub] for sub in subs] if subs else [[name]]
+    return lines
+
+
+@pytest.mark.parametrize("words", _every_command_line(), ids=" ".join)
+def test_help_reads_like_a_person_wrote_it(words):
+    from typer.testing import CliRunner
+
+    shown = CliRunner().invoke(app, [*words, "--help"], env={"COLUMNS": "100"}).output
+    for machine_talk in ("<bool>", "<str>", "<int", "<list[", "<path>", "{CMD}", "<=x<=", "x>="):
+        assert machine_talk not in shown, (words, machine_talk)
+    assert "Usage: runstore " + " ".join(words) in shown
+
+
+def test_dash_n_means_limit_and_nothing_else():
+    group = typer.main.get_command(app)
+    users = set()
+    for words in _every_command_line():
+        command = group
+        for word in words:
+            command = command.commands[word]  # type: ignore[attr-defined]
+        for param in command.params:
+            if "-n" in getattr(param, "opts", ()):
+                users.add((" ".join(words), param.name))
+    assert users == {("history", "limit")}
+
+
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("--bogus", "No such option: --bogus (see"),  # nothing close: no suggestion
+        ("--limt", "No such option: --limt. Did you mean --limit? (see"),
+        ("--jsn", "No such option: --jsn. Did you mean --json or --jsonl? (see"),
+    ],
+)
+def test_did_you_mean_only_when_close(typed, said):
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["history", typed])
+    assert result.exit_code == 2 and said in result.stderr
+
+
+def test_db_may_come_before_the_command(tmp_path):
+    import subprocess
+    import sys
+
+    store = tmp_path / "before.db"
+    with RunLogger(job="j", run_id="r1", db=store):
+        pass
+    done = subprocess.run(
+        [sys.executable, "-m", "runstore", "--db", str(store), "history", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert '"run_id": "r1"' in done.stdout
+    sub = subprocess.run(
+        [sys.executable, "-m", "runstore", f"--db={store}", "db", "check", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert sub.returncode == 0, sub.stderr

@@ -86,14 +86,18 @@ def test_anything_else_gets_the_whole_app(args: list[str]) -> None:
     assert app_for(args) is app
 
 
-def test_option_values_are_checked_as_before(sqlite_db: str) -> None:
+def test_option_values_are_checked_in_plain_words(sqlite_db: str) -> None:
     runner = CliRunner()
     bad = runner.invoke(app, ["history", "--limit", "abc", "--db", sqlite_db])
     assert bad.exit_code == 2
-    assert "valid integer" in bad.output
+    assert "'abc' is not a whole number" in bad.output
     negative = runner.invoke(app, ["history", "--limit", "-1", "--db", sqlite_db])
     assert negative.exit_code == 2
-    assert "greater than or equal" in negative.output
+    assert "-1 is less than 0" in negative.output
+    level = runner.invoke(app, ["event", "x", "--level", "fatal"])
+    assert "'fatal' is not one of debug, info, warning, error" in level.output
+    for result in (bad, negative, level):
+        assert "Input should be" not in result.output and "Value error" not in result.output
     Store.open(sqlite_db)  # a store to ask
     good = runner.invoke(
         app, ["history", "--limit", "007", "--job", "a", "--json", "--db", sqlite_db]

@@ -36,7 +36,7 @@ class _Group(TyperGroup):
         self, args: Any = None, prog_name: Any = None, standalone_mode: bool = True, **extra: Any
     ) -> Any:
         """Typer shows a usage error as a boxed panel; here it is one ``Error:`` line too."""
-        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption
 
         self.raw_args = list(args) if args is not None else sys.argv[1:]
         try:
@@ -49,6 +49,11 @@ class _Group(TyperGroup):
             if command and exc.exit_code == 2:
                 hint = f" (see `{command} --help`)"
             message = exc.format_message().rstrip(".")
+            if isinstance(exc, NoSuchOption):
+                close = _close_to(exc.option_name, exc.possibilities or ())
+                message = f"No such option: {exc.option_name}" + (
+                    f". Did you mean {' or '.join(close)}?" if close else ""
+                )
             error(message + hint)
             if exc.exit_code == 2:
                 refused(self.raw_args, message)
@@ -80,6 +85,14 @@ class _Group(TyperGroup):
                 raise  # Typer's own exits and usage errors, or a developer asking for details
             error(f"{describe(exc)} (set RUNSTORE_DEBUG=1 to see the traceback)")
             raise typer.Exit(1) from None
+
+
+def _close_to(name: str, candidates: Any) -> list[str]:
+    """Did-you-mean suggestions only when they are close: `--limt` suggests `--limit`;
+    `--bogus` suggests nothing (click's own cutoff offered `--log`)."""
+    import difflib
+
+    return difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.8)
 
 
 def _as_the_user_typed_it(ctx: Any, exc: RunstoreError) -> str:

@@ -80,8 +80,10 @@ def exec_(
     --tail-lines, with a marker counting what was left out. Also stored: exit code, signal,
     duration, max RSS and CPU time, host, user, cwd and the command line (secrets redacted).
 
-    CMD sees RUNSTORE_RUN_ID and RUNSTORE_DB, so `runstore event` and Python code using
-    `runstore.LoggingHandler` add their events to this run.
+    CMD sees RUNSTORE_RUN_ID, RUNSTORE_DB and RUNSTORE_EVENTS, so `runstore event` and Python
+    code using `runstore.LoggingHandler` add their events to this run. RUNSTORE_EVENTS is a
+    channel: each JSON object written to it as a line is an event, recorded with no process
+    started: `echo '{"type": "rows_loaded", "rows": 120}' >> "$RUNSTORE_EVENTS"`.
 
     SIGINT, SIGTERM and SIGHUP are passed on to CMD; when CMD then ends unsuccessfully the run
     is `cancelled`. If the store cannot be written, CMD still runs and keeps its exit code; one

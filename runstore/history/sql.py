@@ -203,9 +203,7 @@ def _out_of_memory() -> QueryError:
     )
 
 
-def _explain(
-    exc: Exception, timeout_s: float | None, bounds: _Bounds | None = None
-) -> QueryError:
+def _explain(exc: Exception, timeout_s: float | None, bounds: _Bounds | None = None) -> QueryError:
     """What stopped a query, said the same way on both backends."""
     if bounds is not None and bounds.problem is not None:
         return QueryError(f"query stopped: {bounds.problem}")
