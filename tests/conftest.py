@@ -190,3 +190,17 @@ def lite_handful(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def lcli(lite_handful: Any) -> Cli:
     """The handful on SQLite only: for formatting and option parsing, the same on every backend."""
     return Cli(lite_handful.db)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line per reason tests were skipped (how many PostgreSQL tests, and why), instead of
+    a SKIPPED line for each."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+        what = "PostgreSQL tests" if reason == NO_POSTGRES else "tests"
+        terminalreporter.write_line(f"{count} {what} skipped: {reason}")

@@ -7,13 +7,29 @@ import re
 
 import pytest
 import typer
-from conftest import REPO, SAMPLE_INPUT
+from conftest import REPO, SAMPLE_INPUT, Cli, reader_url
 
 from runstore.cli import app
 from runstore.record.logger import RunLogger
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
-SQL_EXAMPLES = re.findall(r"```sql\n(.*?)```", README, flags=re.DOTALL)
+
+
+def _sql_examples() -> list[dict[str, str]]:
+    """Each README example query, by backend: a ```sql block is both's; a ```sql sqlite block
+    is followed by its ```sql postgresql spelling."""
+    examples: list[dict[str, str]] = []
+    for dialect, text in re.findall(r"```sql( sqlite| postgresql)?\n(.*?)```", README, re.DOTALL):
+        if dialect == " postgresql":
+            assert examples and "postgresql" not in examples[-1], "a PostgreSQL block alone"
+            examples[-1]["postgresql"] = text
+        else:
+            examples.append({"sqlite": text, **({} if dialect else {"postgresql": text})})
+    assert all(len(e) == 2 for e in examples), "an SQLite-only example needs its PostgreSQL twin"
+    return examples
+
+
+SQL_EXAMPLES = _sql_examples()
 
 
 def _commands(group: typer.Typer, prefix: str = "") -> list[tuple[str, object]]:
@@ -35,15 +51,19 @@ def test_readme_has_at_least_five_example_queries():
     assert len(SQL_EXAMPLES) >= 5
 
 
-@pytest.mark.parametrize("query", SQL_EXAMPLES, ids=lambda q: q.strip().splitlines()[0][:40])
-def test_readme_example_query_runs(sqlite_cli, tmp_path, query):
+@pytest.mark.parametrize(
+    "example", SQL_EXAMPLES, ids=lambda e: e["sqlite"].strip().splitlines()[0][:40]
+)
+def test_readme_example_query_runs_on_both_backends(cli, tmp_path, example):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"good line\n\xff\xfe broken\n")
     for i, source in enumerate((SAMPLE_INPUT, bad, tmp_path / "missing.txt")):
-        sqlite_cli("run", "--input", str(source), "--output", str(tmp_path / f"p{i}.json"))
-    with RunLogger(job="nightly", db=sqlite_cli.db) as run:
+        cli("run", "--input", str(source), "--output", str(tmp_path / f"p{i}.json"))
+    with RunLogger(job="nightly", db=cli.db) as run:
         run.log_warning("slow source")
-    result = sqlite_cli("sql", query, "--json")
+    server = "://" in cli.db
+    reader = Cli(reader_url(cli.db))  # as the README says to ask a server: a read-only role
+    result = reader("sql", example["postgresql" if server else "sqlite"], "--json")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("[")
     assert result.stdout.strip() != "[]", "each example should find something in this store"

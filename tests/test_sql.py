@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import sqlite3
 import subprocess
 import sys
@@ -395,27 +394,6 @@ def test_run_summary_rounds_to_milliseconds(cli, db):
                       "started_at": NOW, "duration_ms": 12_345}])  # fmt: skip
     reader = Cli(reader_url(db))
     assert reader.json("sql", "select duration_s from run_summary") == [{"duration_s": 12.345}]
-
-
-# -- the README's examples ------------------------------------------------------------------------
-
-
-def readme_queries() -> list[str]:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Ad hoc SQL", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```sql\n(.*?)```", section, re.DOTALL)
-
-
-def test_the_readme_has_at_least_five_example_queries():
-    assert len(readme_queries()) >= 5
-
-
-@pytest.mark.parametrize("query", readme_queries())
-def test_readme_examples_run_against_a_real_store(query, lite):
-    # the examples are SQLite syntax (the README says how to write them on PostgreSQL)
-    cli = Cli(lite.db)
-    rows = cli.json("sql", query)
-    assert rows, query  # every example finds something in the handful of runs
 
 
 # -- a real pipe ----------------------------------------------------------------------------------
