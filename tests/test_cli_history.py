@@ -515,3 +515,16 @@ def test_an_abandoned_run_shows_its_duration_as_what_is_known(sqlite_cli):
                   .splitlines())  # fmt: skip
     local = seen.astimezone().strftime("%Y-%m-%d %H:%M:%S")
     assert fields["duration_ms"] == f"≥ 2.0s, last seen {local}.000"
+
+
+def test_show_streams_stored_text_escaped_whatever_the_path(sqlite_cli):
+    with RunLogger(job="j", run_id="hostile", db=sqlite_cli.db) as run:
+        run.log_event("output", {"stream": "stdout", "line": "red \x1b[31mtext\x1b[0m"})
+        run.log_warning("tab\there", where="a\nb")
+        for i in range(3000):  # past the sample the widths come from: the streaming path
+            run.log_event("tick", {"i": i})
+        run.log_event("output", {"stream": "stderr", "line": "late \x07bell"})
+    shown = ok(sqlite_cli("show", "hostile"))
+    assert "\x1b" not in shown and "\x07" not in shown
+    assert "red \\x1b[31mtext\\x1b[0m" in shown and "late \\x07bell" in shown
+    assert "tab\\there" in shown and '"where": "a\\nb"' in shown

@@ -182,9 +182,9 @@ EVENT_COLUMNS = [
     Column("message", "MESSAGE"),
     Column("data", "DATA"),
 ]
+# As history.queries.EVENT_FIELDS (and iter_event_json) order them.
 MACHINE_EVENT_COLUMNS = [
-    Column(key, key, "json" if key == "data" else "text")
-    for key in ("seq", "ts", "level", "event_type", "message", "data")
+    Column(key, key) for key in ("seq", "ts", "event_type", "level", "message", "data")
 ]
 RUN_KINDS = {
     "started_at": "time_ms", "finished_at": "time_ms", "heartbeat_at": "time_ms",
@@ -250,35 +250,39 @@ def show(
     Example: `runstore show 20261128-0301 --level warning`
     """
     from runstore.cli.output import Format, choose_format, emit, emit_record, paged
-    from runstore.history.queries import event_filter, iter_events
+    from runstore.history.queries import event_filter, iter_event_json
 
     fmt = choose_format(as_json, as_jsonl, as_csv)
     only = event_filter(min_level=level, types=event_type or (), tail=tail)
     store = open_store(db)
     record = _the_run(store, run, last)
-    events = iter_events(store, record["id"], only)
     fields = {k: v for k, v in record.items() if k not in HIDDEN_RUN_FIELDS}
     if fmt is Format.JSON:
-        _write_run_json(sys.stdout, fields, events)
-    elif fmt.machine:
-        emit(events, MACHINE_EVENT_COLUMNS, fmt)
+        _write_run_json(sys.stdout, fields, iter_event_json(store, record["id"], only))
+    elif fmt is Format.JSONL:
+        for text in iter_event_json(store, record["id"], only):
+            sys.stdout.write(text)
+            sys.stdout.write("\n")
+    elif fmt is Format.CSV:
+        emit(store.iter_event_rows(record["id"], only), MACHINE_EVENT_COLUMNS, fmt)
     else:
+        rows = _shown_events(store.iter_event_rows(record["id"], only))
         with paged(fmt is Format.TABLE) as out:
             emit_record(_shown_run(fields), fmt, RUN_KINDS, out=out, wide=wide)
             out.write("\n")
-            emit(_shown_events(events), EVENT_COLUMNS, fmt, out=out, wide=wide)
+            emit(rows, EVENT_COLUMNS, fmt, out=out, wide=wide, plain=True)
 
 
-def _write_run_json(out: TextIO, fields: dict[str, Any], events: Iterable[dict[str, Any]]) -> None:
-    """``show --json``: the run's fields and its events, written as they stream."""
+def _write_run_json(out: TextIO, fields: dict[str, Any], events: Iterable[str]) -> None:
+    """``show --json``: the run's fields and its events (JSON texts), written as they stream."""
     import json
 
-    from runstore.cli.output import json_objects, raw_value
+    from runstore.cli.output import raw_value
 
     head = json.dumps({k: raw_value(v) for k, v in fields.items()}, default=str, indent=2)
     out.write(head[: -len("\n}")] + ',\n  "events": [')
     n = 0
-    for n, text in enumerate(json_objects(events, MACHINE_EVENT_COLUMNS), 1):
+    for n, text in enumerate(events, 1):
         out.write("\n    " if n == 1 else ",\n    ")
         out.write(text)
     out.write("\n  ]\n}\n" if n else "]\n}\n")
@@ -300,25 +304,25 @@ def _shown_run(fields: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def _shown_events(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Events for a table: an output line's text as its message, its stream (and whether it
-    was cut) as its data; the message a warning or error repeats in its data said once."""
+def _shown_events(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """Stored events (as ``Store.iter_event_rows`` gives them) as EVENT_COLUMNS shows them: an
+    output line's text as its message, its stream (and whether it was cut) as its data; the
+    message a warning or error repeats in its data said once."""
     import json
 
-    for event in events:
-        text, message = event["data"], event["message"]
+    for seq, ts, event_type, level, message, text in rows:
         if text is None:
             pass
-        elif event["event_type"] == "output" and message is None:
+        elif event_type == "output" and message is None:
             data = json.loads(text)
-            event["message"] = data.get("line")
-            event["data"] = data.get("stream", "") + (", cut" if data.get("truncated") else "")
+            message = data.get("line")
+            text = data.get("stream", "") + (", cut" if data.get("truncated") else "")
         elif message is not None and '"message"' in text:
             data = json.loads(text)
             if data.get("message") == message:
                 del data["message"]
-                event["data"] = json.dumps(data, ensure_ascii=False) if data else None
-        yield event
+                text = json.dumps(data, ensure_ascii=False) if data else None
+        yield seq, ts, level, event_type, message or "", text or ""  # nothing shows as empty
 
 
 @app.command()

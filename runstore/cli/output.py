@@ -28,8 +28,12 @@ from runstore.cli.table import (
     RIGHT_KINDS,
     SAMPLE_ROWS,
     Column,
+    Row,
+    call,
     cell,
     formatter,
+    getter,
+    plain_cell,
     render_records,
     render_table,
     terminal_width,
@@ -130,39 +134,42 @@ def _base64(value: bytes | bytearray | memoryview) -> str:
 
 
 def emit(
-    rows: Iterable[dict[str, Any]],
+    rows: Iterable[Row],
     columns: Sequence[Column],
     fmt: Format,
     *,
     out: TextIO | None = None,
     wide: bool = False,
     records_when_too_wide: bool = False,
-) -> int:
-    """Write ``rows`` in ``fmt`` (to stdout, or ``out``); returns how many were written. At a
-    terminal the table fits its width (``wide``: everything); ``records_when_too_wide`` shows
-    rows too wide to fit as records instead (``sql``, whose columns are the user's)."""
+    plain: bool = False,
+) -> None:
+    """Write ``rows`` in ``fmt`` (to stdout, or ``out``). At a terminal the table fits its width
+    (``wide``: everything); ``records_when_too_wide`` shows rows too wide to fit as records
+    instead (``sql``, whose columns are the user's). ``plain``: the caller vouches that each
+    row's values are text or whole numbers, never None (the fast path for millions of rows)."""
     out = out if out is not None else sys.stdout
-    counted = _Counted(rows)
     if fmt is Format.JSON:
         out.write("[")
-        for n, text in enumerate(json_objects(counted, columns), 1):
+        n = 0
+        for n, row in enumerate(rows, 1):
             out.write("\n  " if n == 1 else ",\n  ")
-            out.write(text)
-        out.write("\n]\n" if counted.n else "]\n")
+            out.write(_json_object(row, columns))
+        out.write("\n]\n" if n else "]\n")
     elif fmt is Format.JSONL:
-        for text in json_objects(counted, columns):
-            out.write(text)
+        for row in rows:
+            out.write(_json_object(row, columns))
             out.write("\n")
     elif fmt is Format.CSV:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow([c.key for c in columns])
-        for row in counted:
-            writer.writerow([_csv_value(row.get(c.key)) for c in columns])
+        values = getter(columns)
+        for row in rows:
+            writer.writerow([_csv_value(v) for v in values(row)])
     elif fmt is Format.TABLE:
         width = terminal_width()
         lines: Iterable[str]
         if records_when_too_wide and not wide:
-            it = iter(counted)
+            it = iter(rows)
             sample = list(islice(it, SAMPLE_ROWS))
             rows_again = _chain(sample, it)
             if too_wide(columns, sample, width):
@@ -170,47 +177,19 @@ def emit(
             else:
                 lines = render_table(rows_again, columns, width=width, colour=True)
         else:
-            lines = render_table(counted, columns, width=width, wide=wide, colour=True)
+            lines = render_table(rows, columns, width=width, wide=wide, colour=True)
         _write_lines(out, lines)
     else:
-        _text(counted, columns, out)
+        _text(rows, columns, out, plain)
     out.flush()
-    return counted.n
 
 
-def json_objects(rows: Iterable[dict[str, Any]], columns: Sequence[Column]) -> Iterator[str]:
-    """Each row as a JSON object's text; a ``json`` column's stored JSON text goes in as it is
-    (a value, not a string), unparsed."""
-    if not any(c.kind == "json" for c in columns):
-        for row in rows:
-            yield json.dumps({c.key: raw_value(row.get(c.key)) for c in columns}, default=str)
-        return
-    keys = [(c.key, json.dumps(c.key) + ": ", c.kind == "json") for c in columns]
-    for row in rows:
-        parts = []
-        for key, name, spliced in keys:
-            value = row.get(key)
-            if spliced and isinstance(value, str):
-                parts.append(name + value)
-            else:
-                parts.append(name + json.dumps(raw_value(value), default=str))
-        yield "{" + ", ".join(parts) + "}"
+def _json_object(row: Row, columns: Sequence[Column]) -> str:
+    values = zip(columns, getter(columns)(row))
+    return json.dumps({c.key: raw_value(v) for c, v in values}, default=str)
 
 
-class _Counted:
-    """Rows, counted as they pass."""
-
-    def __init__(self, rows: Iterable[dict[str, Any]]) -> None:
-        self._rows = rows
-        self.n = 0
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for row in self._rows:
-            self.n += 1
-            yield row
-
-
-def _chain(first: list[dict[str, Any]], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _chain(first: list[Row], rest: Iterator[Row]) -> Iterator[Row]:
     yield from first
     yield from rest
 
@@ -228,14 +207,18 @@ def _csv_value(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, (dict, list)) else value
 
 
-def _text(rows: Iterable[dict[str, Any]], columns: Sequence[Column], out: TextIO) -> None:
-    """Aligned plain text for a pipe: every column, nothing cut, widths from the first rows."""
-    iterator: Iterator[dict[str, Any]] = iter(rows)
-    keys = [c.key for c in columns]
-    shown = [formatter(c.kind) for c in columns]
+_PLAIN_TYPES = frozenset((str, int, type(None)))
 
-    def cells(row: dict[str, Any]) -> list[str]:
-        return [show(row.get(key)) for key, show in zip(keys, shown)]
+
+def _text(rows: Iterable[Row], columns: Sequence[Column], out: TextIO, plain: bool) -> None:
+    """Aligned plain text for a pipe: every column, nothing cut, widths from the first rows.
+    ``plain``: see ``emit``."""
+    iterator: Iterator[Row] = iter(rows)
+    shown = [formatter(c.kind) for c in columns]
+    values = getter(columns)
+
+    def cells(row: Row) -> list[str]:
+        return list(map(call, shown, values(row)))
 
     sample: list[list[str]] = []
     held = 0
@@ -247,17 +230,34 @@ def _text(rows: Iterable[dict[str, Any]], columns: Sequence[Column], out: TextIO
     widths = [len(c.header) for c in columns]
     for shown_row in sample:
         widths = [max(w, len(v)) for w, v in zip(widths, shown_row)]
-    right = [c.kind in RIGHT_KINDS for c in columns]
+    # One format for the whole line: it pads (never cuts) each cell to its column's width.
+    layout = "  ".join(
+        f"{{:{'>' if c.kind in RIGHT_KINDS else '<'}{w}}}" for c, w in zip(columns, widths)
+    )
 
     def line(texts: Sequence[str]) -> str:
-        parts = [v.rjust(w) if r else v.ljust(w) for v, w, r in zip(texts, widths, right)]
-        return "  ".join(parts).rstrip() + "\n"
+        return layout.format(*texts).rstrip() + "\n"
 
     out.write(line([c.header for c in columns]))
     for shown_row in sample:
         out.write(line(shown_row))
+    # The rest stream. A row whose values are all plain text, whole numbers or nothing (most
+    # of them) skips the formatters of its plain columns, and is checked for control
+    # characters once, as a line; any other row goes cell by cell.
+    special = [(i, f) for i, f in enumerate(shown) if f is not plain_cell]
+    write = out.write
     for row in iterator:
-        out.write(line(cells(row)))
+        fast = list(row) if type(row) is tuple else list(values(row))
+        for i, f in special:
+            fast[i] = f(fast[i])
+        if plain or _PLAIN_TYPES.issuperset(map(type, fast)):
+            if not plain and None in fast:
+                fast = ["" if v is None else v for v in fast]
+            text = layout.format(*fast)
+            if text.isprintable():
+                write(text.rstrip() + "\n")
+                continue
+        write(line(cells(row)))
 
 
 def emit_record(

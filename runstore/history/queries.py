@@ -145,6 +145,21 @@ def iter_events(store: Store, run_pk: int, only: EventFilter) -> Iterator[dict[s
         yield dict(zip(EVENT_FIELDS, values))
 
 
+def iter_event_json(store: Store, run_pk: int, only: EventFilter) -> Iterator[str]:
+    """A run's events in order as JSON object texts (keys as EVENT_FIELDS), the stored data
+    spliced in unparsed: the fast path behind ``show --json/--jsonl``."""
+    quoted: dict[str, str] = {}  # types and levels repeat: encode each once
+    for seq, ts, event_type, level, message, data in store.iter_event_rows(run_pk, only):
+        etype = quoted.get(event_type)
+        if etype is None:
+            etype = quoted[event_type] = json.dumps(event_type)
+        text = "null" if message is None else json.dumps(message)
+        yield (
+            f'{{"seq": {seq}, "ts": "{ts}", "event_type": {etype}, "level": "{level}", '
+            f'"message": {text}, "data": {data or "null"}}}'
+        )
+
+
 def run_events(
     store: Store,
     run_pk: int,
