@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SAMPLE_INPUT
+from conftest import REPO, SAMPLE_INPUT, Cli
 from sqlalchemy import event
 
 from runstore.store import engine as engines
@@ -418,3 +418,23 @@ def test_sql_may_use_table_valued_pragmas(sqlite_cli):
     result = sqlite_cli("sql", "select name from pragma_table_info('runs') limit 2", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == [{"name": "id"}, {"name": "run_id"}]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["history"], ["show", "--last"], ["logs", "--last"], ["stats"], ["check", "nightly"],
+     ["export", "--jsonl"], ["sql", "select 1"], ["db", "check"], ["prune", "--older-than", "7d"],
+     ["reap"]],
+    ids=lambda args: " ".join(args),
+)  # fmt: skip
+def test_a_read_command_never_creates_a_store(tmp_path, args):
+    missing = tmp_path / "typo" / "stor.db"
+    result = Cli(str(missing))(*args)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: no runstore store at {missing} (a store is created by the first recorded run; "
+        "check --db / RUNSTORE_DB)\n"
+    )
+    assert not missing.exists() and not missing.parent.exists()
+    beside = tmp_path / "stor.db"  # in a directory that exists: still nothing created
+    assert Cli(str(beside))(*args).exit_code == 1 and not beside.exists()

@@ -378,7 +378,7 @@ class Execution:
             write_all(self.fds[STDOUT if fd_index == 1 else STDERR], data)
 
     def _replay_note(self, omitted: int) -> None:
-        self._replay_write(2, f"\n[runstore: {omitted} bytes of output not kept]\n".encode())
+        self._replay_write(2, f"\n[runstore: {omitted:,} bytes of output not kept]\n".encode())
 
     def _end(
         self,

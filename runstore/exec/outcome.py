@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runstore.exec.capture import STDERR, Line, OutputCapture
-from runstore.humanize import format_duration
+from runstore.humanize import format_duration, plural
 
 EXIT_TIMEOUT = 124
 EXIT_NOT_EXECUTABLE = 126
@@ -142,8 +142,9 @@ def closing_events(
     omitted = omitted_output(capture, tail)
     if omitted is not None:
         message = (
-            f"{omitted['lines_omitted']} lines ({omitted['bytes_omitted']} bytes) of output "
-            f"not stored; kept the first {omitted['head_lines']} and the last {len(tail)}"
+            f"{plural(omitted['lines_omitted'], 'line')} "
+            f"({plural(omitted['bytes_omitted'], 'byte')}) of output not stored; kept the "
+            f"first {omitted['head_lines']:,} and the last {len(tail):,}"
         )
         closing.append(("output_omitted", omitted, message))
     exited = exited_data(wait_status, usage, capture.totals())

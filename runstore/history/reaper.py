@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from runstore import procinfo
 from runstore.errors import StoreError
 from runstore.history import STALE_AFTER_S
+from runstore.humanize import humane_duration
 from runstore.store.schema import RunStatus, runs
 from runstore.store.store import Store
 
@@ -50,8 +51,8 @@ def _why_gone(run: dict[str, Any], now: datetime, stale_after_s: float) -> str |
         return None
     last_sign = run["heartbeat_at"] or run["started_at"]
     if now - last_sign > timedelta(seconds=stale_after_s):
-        silent = int((now - last_sign).total_seconds())
-        return f"no heartbeat from {run['host'] or 'its host'} for {silent} s"
+        silent = humane_duration((now - last_sign).total_seconds() * 1000)
+        return f"no heartbeat from {run['host'] or 'its host'} for {silent}"
     return None
 
 
