@@ -175,11 +175,8 @@ def check_outputs(output_path: str, log_path: str) -> None:
 
 
 def empty_store(path: Path) -> None:
-    """An empty runstore store, created the way every command creates one."""
-    run_child(
-        [RUNSTORE, "history", "--limit", "1", "--db", str(path)],
-        env=child_env(),
-    )
+    """An empty runstore store, created by runstore."""
+    run_child([RUNSTORE, "db", "upgrade", "--quiet", "--db", str(path)], env=child_env())
 
 
 def main() -> None:

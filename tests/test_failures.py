@@ -276,7 +276,7 @@ def test_read_only_store_is_readable_and_a_new_run_fails_clearly(shared_dir, tmp
         (["history", "--limit", "abc"], "Invalid value for '--limit'"),
         (["history", "--bogus"], "No such option: --bogus"),
         (["bogus"], "No such command 'bogus'"),
-        (["check"], "Missing argument 'job'"),
+        (["check"], "give a job, or --all"),
         (["history", "--since", "99999999999d"], "too long"),
         (["history", "--limit", "99999999999999999999"], "Invalid value for '--limit'"),
         (["exec", "--tail-lines", "99999999999999999999", "--", "true"], "--tail-lines"),

@@ -202,6 +202,28 @@ def leave(code: int) -> NoReturn:
     os._exit(code)
 
 
+def alert_after_run(db: str | None, job: str) -> None:
+    """The recording process, as its run finishes: tell the job's alert targets of a change of
+    state (the job's expectations decide; one lookup when it has none). Never fails the job: a
+    target that does not take the alert is recorded, and said here."""
+    try:
+        from runstore.health import expects
+        from runstore.store.store import Store
+
+        store = Store.open(db)
+        if not expects(store, job):
+            return
+        from runstore.health.alerts import after_run
+
+        outcomes = after_run(store, job)
+    except Exception as exc:
+        warn(f"alerts for {job} not checked: {describe(exc)}")
+        return
+    for outcome in outcomes:
+        if not outcome.sent:
+            warn(f"could not alert {outcome.target} ({job} {outcome.state}): {outcome.detail}")
+
+
 def error(message: str) -> None:
     print(f"Error: {message}", file=sys.stderr, flush=True)
 

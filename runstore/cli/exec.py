@@ -11,7 +11,16 @@ from typing import Annotated, Any
 
 import typer
 
-from runstore.cli._app import ON_REFUSAL, DbOption, app, error, leave, note, warn
+from runstore.cli._app import (
+    ON_REFUSAL,
+    DbOption,
+    alert_after_run,
+    app,
+    error,
+    leave,
+    note,
+    warn,
+)
 from runstore.exec import HEAD_LINES, KILL_AFTER_S, TAIL_LINES
 from runstore.humanize import format_duration
 
@@ -116,6 +125,8 @@ def exec_(
     result = run_command(command, options, warn=warn, note=None if quiet else note)
     if result.spawn_error is not None:
         error(result.spawn_error)
+    if result.run_id is not None:
+        alert_after_run(db, result.job)
     exit_on_signal(result.exit_code)
     leave(result.exit_code)
 

@@ -294,6 +294,11 @@ def print_json(record: dict[str, Any]) -> None:
     print(json.dumps(_jsonable(record), default=str, indent=2))
 
 
+def print_list(records: list[dict[str, Any]]) -> None:
+    """A list of reports as an indented JSON array."""
+    print(json.dumps(_jsonable(records), default=str, indent=2))
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}

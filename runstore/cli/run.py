@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from runstore.cli._app import DbOption, app, error, leave, warn
+from runstore.cli._app import DbOption, alert_after_run, app, error, leave, warn
 from runstore.job import DEFAULT_JOB
 
 PROGRESS_MIN_ITEMS = 20_000
@@ -77,6 +77,7 @@ def run(
         for bar in bars:  # cancelled or failed half way: the bar goes before anything is said
             bar.stop()
     exit_on_signal(summary["exit_code"])  # from here on, a signal exits as the store says
+    alert_after_run(db, job)
     if problem is not None:
         error(problem)
     elif summary["status"] == "completed" and summary["items"]["total"] == 0:

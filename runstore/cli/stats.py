@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from runstore.cli._app import DbOption, app, fail, open_store
-from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption, WideOption
+from runstore.cli.output import (
+    Column,
+    CsvOption,
+    JsonlOption,
+    JsonOption,
+    WideOption,
+    print_json,
+    print_list,
+)
 from runstore.history import STATS_FIELDS
+
+if TYPE_CHECKING:
+    from runstore.store.store import Store
 
 STATS_COLUMNS = [
     Column("job", "JOB", "id"),
@@ -24,8 +35,9 @@ STATS_COLUMNS = [
     Column("last_started_at", "LAST RUN", "time"),
     Column("failure_streak", "STREAK", "number", drop=2),
     Column("last_success_at", "LAST SUCCESS", "time", drop=6),
+    Column("trend", "TREND", "status"),
 ]
-MACHINE_STATS_COLUMNS = [Column(key, key) for key in STATS_FIELDS]
+MACHINE_STATS_COLUMNS = [Column(key, key) for key in (*STATS_FIELDS, "trend", "trend_change")]
 
 
 @app.command()
@@ -43,17 +55,26 @@ def stats(
     wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
-    """Per job: runs, failures, failure rate, p50/p95/max duration, last run, failure streak.
+    """Per job: runs, failures, failure rate, p50/p95/max duration, last run, failure streak,
+    and its trend: slower or faster (the median of its last 5 completed runs against the 20
+    before them), or flaky (see the README's Monitoring section for the rules).
 
     Example: `runstore stats --since 30d`
     """
     from runstore.cli.output import Format, choose_format, emit, paged
+    from runstore.health.states import judge
     from runstore.history.queries import stats as query_stats
     from runstore.humanize import parse_when
 
     fmt = choose_format(as_json, as_jsonl, as_csv)
     window = parse_when(since, "--since") if since else None
-    rows = query_stats(open_store(db), since=window, jobs=job or [])
+    store = open_store(db)
+    rows = query_stats(store, since=window, jobs=job or [])
+    now = store.now()
+    for row in rows:  # the trend is the job's now, whatever the window
+        judged = judge(store, row["job"], None, now)
+        row["trend"] = judged.trend_label or None
+        row["trend_change"] = round(judged.trend.change, 4) if judged.trend else None
     if fmt in (Format.TABLE, Format.TEXT):
         for row in rows:
             rate = row["failure_rate"]
@@ -69,7 +90,10 @@ def stats(
 
 @app.command()
 def check(
-    job: Annotated[str, typer.Argument(help="The job to check.")],
+    job: Annotated[str | None, typer.Argument(help="The job to check.", show_default=False)] = None,
+    every_job: Annotated[
+        bool, typer.Option("--all", help="Every job that has expectations (runstore job set).")
+    ] = False,
     max_age: Annotated[
         str | None,
         typer.Option("--max-age", help="Fail when the last success finished longer ago: 26h, 7d."),
@@ -78,22 +102,123 @@ def check(
         str | None,
         typer.Option("--max-duration", help="Fail when a run has been running longer: 10m."),
     ] = None,
+    notify: Annotated[
+        bool,
+        typer.Option(
+            "--notify",
+            help="Tell each job's alert targets of a change of state; print only the alerts.",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print nothing when healthy.")
     ] = False,
     db: DbOption = None,
 ) -> None:
-    """Exit 0 when JOB's last run completed in time; else exit 1 with the reason on one line.
+    """Exit 0 when the job is healthy; else exit 1 with the reason on one line.
 
-    For cron monitors and shell: `runstore check nightly-backup --max-age 26h && echo healthy`
+    JOB's stored expectations decide (its schedule, grace and max duration: `runstore job
+    set`), or --max-age and --max-duration: its last run completed, recently enough, and none is
+    running too long. `--all` checks every job that has expectations: one line per job that is
+    late, running long or failed (or slower, faster or flaky, for a job that asks for trends).
+
+    For cron: `*/5 * * * * runstore check --all --notify` alerts on every change of state
+    (lateness included) and prints only the alerts it sent; it exits 1 only when one could not
+    be sent.
+
+    Example: `runstore check nightly-backup --max-age 26h && echo healthy`
     """
-    from runstore.history.queries import check_job
     from runstore.humanize import parse_duration
 
+    if (job is None) == (not every_job):
+        fail("give a job, or --all", 2)
+    if every_job and (max_age or max_duration):
+        fail("--max-age and --max-duration check one job: --all uses each job's expectations", 2)
     max_age_s = parse_duration(max_age, "--max-age") if max_age else None
     max_duration_s = parse_duration(max_duration, "--max-duration") if max_duration else None
-    result = check_job(open_store(db), job, max_age_s=max_age_s, max_duration_s=max_duration_s)
-    if not result.ok:
-        fail(result.reason, 1)
-    if not quiet:
+    store = open_store(db)
+    if job is not None and max_age is None and max_duration is None and not notify:
+        from runstore.health.expectations import load
+
+        if load(store, job) is None:  # no expectations: the last run, as always
+            _check_last_run(store, job, None, None, quiet, as_json)
+            return
+    elif job is not None and not notify:
+        _check_last_run(store, job, max_age_s, max_duration_s, quiet, as_json)
+        return
+    _check_states(store, job, notify=notify, quiet=quiet, as_json=as_json)
+
+
+def _check_last_run(
+    store: Store,
+    job: str,
+    max_age_s: float | None,
+    max_duration_s: float | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    from runstore.history.queries import check_job
+
+    result = check_job(store, job, max_age_s=max_age_s, max_duration_s=max_duration_s)
+    if as_json:
+        print_json({"job": job, "ok": result.ok, "reason": result.reason})
+    elif result.ok and not quiet:
         print(f"ok: {result.reason}")
+    if not result.ok:
+        if as_json:
+            raise typer.Exit(1)
+        fail(result.reason, 1)
+
+
+def _check_states(
+    store: Store, job: str | None, *, notify: bool, quiet: bool, as_json: bool
+) -> None:
+    """Every job with expectations (or one), judged at one moment; with ``notify``, a change of
+    state alerted."""
+    from runstore.health.alerts import notify as send_alerts
+    from runstore.health.states import judge_all, judge_one
+
+    now = store.now()
+    judged = judge_all(store, now) if job is None else [judge_one(store, job, now)]
+    outcomes = send_alerts(store, judged, now) if notify else []
+    problems = [j for j in judged if j.is_problem]
+    if as_json:
+        sent: dict[str, list[dict[str, Any]]] = {}
+        for o in outcomes:
+            sent.setdefault(o.job, []).append(
+                {"target": o.target, "state": o.state, "sent": o.sent, "detail": o.detail}
+            )
+        print_list([{**j.as_dict(), **({"alerts": sent.get(j.job, [])} if notify else {})}
+                    for j in judged])  # fmt: skip
+    elif notify:
+        for o in outcomes:
+            said = f"alerted {o.target}: {o.job} {o.state}"
+            print(said if o.sent else f"Warning: could not alert {o.target} ({o.job} "
+                  f"{o.state}): {o.detail}", file=sys.stdout if o.sent else sys.stderr)  # fmt: skip
+    else:
+        _print_states(judged, problems, quiet)
+    if notify:
+        if not all(o.sent for o in outcomes):
+            raise typer.Exit(1)
+        return
+    if problems:
+        raise typer.Exit(1)
+
+
+def _print_states(judged: list[Any], problems: list[Any], quiet: bool) -> None:
+    from runstore.cli.output import Format, emit
+    from runstore.humanize import plural
+
+    if not judged:
+        if not quiet:
+            print("no job has expectations yet: runstore job set NAME --schedule ...",
+                  file=sys.stderr)  # fmt: skip
+        return
+    if problems:
+        fmt = Format.TABLE if sys.stdout.isatty() else Format.TEXT
+        columns = [Column("job", "JOB", "id"), Column("state", "STATE", "status"),
+                   Column("reason", "WHY")]  # fmt: skip
+        emit([{"job": j.job, "state": j.state, "reason": j.reason} for j in problems],
+             columns, fmt)  # fmt: skip
+    elif not quiet:
+        print(f"ok: {plural(len(judged), 'job')}, all healthy")

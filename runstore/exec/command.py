@@ -90,6 +90,7 @@ class ExecResult:
     exit_code: int
     status: str
     run_id: str | None  # None when the run could not be recorded
+    job: str = ""
     reason: str | None = None  # why it did not complete (the run's error_summary)
     signal: int | None = None  # the signal that ended the command
     spawn_error: str | None = None  # the command could not be started: the line to show
@@ -407,6 +408,7 @@ class Execution:
             exit_code=ending.exit_code,
             status=ending.status,
             run_id=self.recorder.run_id,
+            job=self.recorder.job,
             reason=ending.reason,
             signal=ending.signal,
             spawn_error=spawn_error,

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -32,8 +33,8 @@ from sqlalchemy.types import TypeDecorator
 from runstore.store.limits import LEVELS, MAX_ERROR_SUMMARY, MAX_EVENT_TYPE, MAX_JOB, MAX_RUN_ID
 
 # The Alembic revision this code writes; a store at any other revision is upgraded or refused.
-SCHEMA_REVISION = "0002"
-KNOWN_REVISIONS = ("0001", "0002")
+SCHEMA_REVISION = "0003"
+KNOWN_REVISIONS = ("0001", "0002", "0003")
 
 
 class RunStatus(str, Enum):
@@ -161,6 +162,45 @@ events = Table(
     UniqueConstraint("run_pk", "seq"),  # also the index for a run's timeline
     CheckConstraint(_level_check, name="level"),
 )
+
+# What is expected of a job (health.expectations): when it should run, how long it may take,
+# whom to tell; and the state it was last judged to be in, which alerts are sent on a change of.
+jobs = Table(
+    "jobs",
+    _metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(MAX_JOB), nullable=False),
+    Column("schedule", String(200)),  # a cron expression
+    Column("timezone", String(64)),  # the schedule's (IANA name); None: UTC
+    Column("every_s", BigInteger),  # or a period: a run at least this often
+    Column("grace_s", BigInteger, nullable=False, server_default=text("0")),
+    Column("max_duration_s", BigInteger),
+    Column("notify", JSON, nullable=False),  # alert targets: a list of strings
+    Column("alert_trends", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("state", String(16)),  # as last judged; None until the first judgement
+    Column("state_since", UtcDateTime()),
+    Column("state_reason", String(MAX_ERROR_SUMMARY)),
+    UniqueConstraint("name"),
+)
+
+# Alerts, one row per target per change of state, written in the transaction that decided the
+# change, so that two hosts or two overlapping checks send it once.
+notifications = Table(
+    "notifications",
+    _metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job", String(MAX_JOB), nullable=False),
+    Column("state", String(16), nullable=False),  # the new state, or "test"
+    Column("previous_state", String(16)),
+    Column("reason", String(MAX_ERROR_SUMMARY)),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("target", Text, nullable=False),  # as shown: without its secrets
+    Column("outcome", String(16), nullable=False),  # pending, sent, failed
+    Column("detail", Text),  # why it failed
+)
+Index("ix_notifications_job_created_at", notifications.c.job, notifications.c.created_at)
 
 # Documented views: part of the public contract for ad hoc SQL. Migrations create them from
 # these definitions (copied into the revision, so history stays fixed); changing one means a new
