@@ -17,8 +17,11 @@ from runstore.store.store import Store
 
 # Runs the command line as `runstore` would, then reports the modules it loaded.
 PROBE = """
-import atexit, json, sys
-atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))
+import atexit, json, os, sys
+def report(): print(json.dumps(sorted(sys.modules)), file=sys.stderr, flush=True)
+atexit.register(report)
+_exit = os._exit  # recording commands leave this way, without atexit
+os._exit = lambda code: (report(), _exit(code))
 sys.argv = ["runstore", *sys.argv[1:]]
 from runstore.cli import main
 main()
@@ -53,8 +56,20 @@ def test_history_piped_loads_no_alembic_psycopg_rich_or_pydantic(tmp_path: Path)
     modules = loaded_modules("history", "--limit", "20", "--db", db)
     loaded = packages(modules)
     assert "sqlalchemy" in loaded
-    assert not loaded & {"alembic", "psycopg", "rich", "pydantic"}
+    assert not loaded & {"alembic", "psycopg", "rich", "pydantic", "cronsim", "prometheus_client",
+                         "apprise"}  # fmt: skip
     assert "sqlalchemy.dialects.postgresql" not in modules
+    assert not any(name.startswith("runstore.health") for name in modules)
+
+
+def test_recording_a_job_without_expectations_loads_nothing_of_health(tmp_path: Path) -> None:
+    db = str(tmp_path / "store.db")
+    loaded_modules("db", "upgrade", "--db", db)
+    modules = loaded_modules("exec", "--db", db, "--", "true")
+    assert not packages(modules) & {"cronsim", "prometheus_client", "apprise", "alembic"}
+    assert {m for m in modules if m.startswith("runstore.health")} == {"runstore.health"}
+    metrics = packages(loaded_modules("metrics", "--db", db))
+    assert "prometheus_client" in metrics and "apprise" not in metrics
 
 
 def test_each_command_is_found_where_the_shortcut_says() -> None:

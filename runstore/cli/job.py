@@ -88,6 +88,8 @@ def job_set(
     def seconds(text: str | None, option: str) -> int | None:
         return None if text is None else round(parse_duration(text, option))
 
+    if schedule is not None and every is not None:
+        fail("give --schedule or --every, not both", 2)
     changes: dict[str, Any] = {}
     if schedule is not None:
         changes.update(schedule=schedule, every_s=None)

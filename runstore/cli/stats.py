@@ -195,6 +195,11 @@ def _check_states(
             said = f"alerted {o.target}: {o.job} {o.state}"
             print(said if o.sent else f"Warning: could not alert {o.target} ({o.job} "
                   f"{o.state}): {o.detail}", file=sys.stdout if o.sent else sys.stderr)  # fmt: skip
+    elif job is not None:  # one job: one line, as without expectations
+        if problems:
+            fail(f"{job} is {judged[0].state}: {judged[0].reason}", 1)
+        if not quiet:
+            print(f"ok: {job}: {judged[0].reason}")
     else:
         _print_states(judged, problems, quiet)
     if notify:

@@ -9,6 +9,7 @@ them from a file kept in git.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,10 @@ from runstore.humanize import parse_duration
 from runstore.record.ids import check_job
 from runstore.store.schema import jobs
 from runstore.store.store import Store
+
+# A host name (with a dot), an IPv4 address or localhost, with a port or not: shown beside an
+# alert; anything else in that place may be a token.
+_HOST = re.compile(r"(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)(?::\d+)?")
 
 # A target that runs a shell command (the alert as JSON on stdin); any other is an Apprise URL.
 COMMAND_PREFIX = "command:"
@@ -115,8 +120,11 @@ def shown_target(target: str) -> str:
         words = target[len(COMMAND_PREFIX) :].split()
         return f"{COMMAND_PREFIX}{words[0]}" + (" …" if len(words) > 1 else "")
     scheme, _, rest = target.partition("://")
-    host = rest.split("/", 1)[0].rsplit("@", 1)[-1].split("?", 1)[0]
-    return f"{scheme}://{host}" + ("/…" if rest[len(host) :].strip("/") else "")
+    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+    if not _HOST.fullmatch(host):  # slack://TokenA/..., tgram://BOTTOKEN/...: a secret there
+        return f"{scheme}://…"
+    more = rest.split("/", 1)[1] if "/" in rest else ""
+    return f"{scheme}://{host}" + ("/…" if more.strip("/") else "")
 
 
 # -- the store -------------------------------------------------------------------------------------
