@@ -77,7 +77,7 @@ def test_an_alert_per_change_of_state_from_the_process_that_records_the_run(db, 
     ok(cli("job", "set", "nightly", "--notify", receiver.url, "--notify", f"command:cat >> {said}"))
     done = runstore(db, "exec", "--job", "nightly", "--", "sh", "-c", "echo disk full >&2; exit 3")
     assert done.returncode == 3 and done.stderr == b"disk full\n"  # the job's own, unchanged
-    assert receiver.titles() == ["runstore: nightly is failed"]
+    assert receiver.titles() == ["runstore: nightly has failed"]
     [first] = _told(said)
     assert (first["job"], first["state"], first["previous_state"]) == ("nightly", "failed", None)
     assert first["reason"].endswith("failed: exit code 3: disk full") and first["problem"]
@@ -85,7 +85,7 @@ def test_an_alert_per_change_of_state_from_the_process_that_records_the_run(db, 
     again = runstore(db, "exec", "--job", "nightly", "--", "sh", "-c", "exit 3")
     assert again.returncode == 3 and len(receiver.received) == 1  # still failed: nothing new
     assert runstore(db, "exec", "--job", "nightly", "--", "true").returncode == 0
-    assert receiver.titles() == ["runstore: nightly is failed", "runstore: nightly recovered"]
+    assert receiver.titles() == ["runstore: nightly has failed", "runstore: nightly recovered"]
     recovered = _told(said)[-1]
     assert (recovered["state"], recovered["previous_state"], recovered["problem"]) == (
         "recovered", "failed", False,

@@ -175,6 +175,7 @@ def _check_states(
 ) -> None:
     """Every job with expectations (or one), judged at one moment; with ``notify``, a change of
     state alerted."""
+    from runstore.health import SAID
     from runstore.health.alerts import notify as send_alerts
     from runstore.health.states import judge_all, judge_one
 
@@ -197,7 +198,7 @@ def _check_states(
                   f"{o.state}): {o.detail}", file=sys.stdout if o.sent else sys.stderr)  # fmt: skip
     elif job is not None:  # one job: one line, as without expectations
         if problems:
-            fail(f"{job} is {judged[0].state}: {judged[0].reason}", 1)
+            fail(f"{job} {SAID[judged[0].state]}: {judged[0].reason}", 1)
         if not quiet:
             print(f"ok: {job}: {judged[0].reason}")
     else:

@@ -24,6 +24,10 @@ STATES = ("running-long", "late", "failed", "flaky", "slower", "faster", "new", 
 # The states that are a problem (alerted, and `check` exits 1 on); trends are, when asked for.
 PROBLEMS = ("running-long", "late", "failed")
 TRENDS = ("flaky", "slower", "faster")
+# A job's state in a sentence: "nightly-backup has failed".
+SAID = {"running-long": "is running long", "late": "is late", "failed": "has failed",
+        "flaky": "is flaky", "slower": "got slower", "faster": "got faster", "new": "is new",
+        "ok": "is ok", "recovered": "recovered"}  # fmt: skip
 
 
 def expects(store: Store, job: str) -> bool:

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import insert, update
 
+from runstore.health import SAID
 from runstore.health.expectations import COMMAND_PREFIX, Expectation, load, shown_target
 from runstore.health.states import JobState, judge
 from runstore.store.limits import MAX_ERROR_SUMMARY
@@ -71,7 +72,7 @@ class Alert:
             return f"runstore: {self.job} recovered"
         if self.state == "test":
             return f"runstore: test alert for {self.job}"
-        return f"runstore: {self.job} is {self.state}"
+        return f"runstore: {self.job} {SAID.get(self.state, self.state)}"
 
 
 @dataclass
