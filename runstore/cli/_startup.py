@@ -25,7 +25,8 @@ from runstore.cli._app import error, reader_left
 
 COMMAND_PACKAGE = "runstore.cli"
 # In the order `runstore --help` lists them: recording first, then asking, then upkeep.
-MODULES = ("run", "exec", "history", "stats", "job", "metrics", "sql", "prune", "reap", "db")
+MODULES = ("run", "exec", "history", "stats", "job", "metrics", "ui", "sql", "prune", "reap",
+           "db")  # fmt: skip
 # The module of each top-level command. Only a shortcut: a command line naming anything else
 # (a group such as `db`, a typo, no command at all) loads every module.
 COMMAND_MODULES = {
@@ -39,6 +40,7 @@ COMMAND_MODULES = {
     "stats": "stats",
     "check": "stats",
     "metrics": "metrics",
+    "ui": "ui",
     "sql": "sql",
     "prune": "prune",
     "reap": "reap",

@@ -167,14 +167,12 @@ def job_list(as_json: JsonOption = False, db: DbOption = None) -> None:
 def job_show(name: NameArgument, as_json: JsonObjectOption = False, db: DbOption = None) -> None:
     """Show a job's expectations, its state now, and the alerts sent (and whether they got
     through)."""
-    from sqlalchemy import select
-
     from runstore.cli.output import Format, choose_format, emit, emit_record
+    from runstore.health.alerts import recent_alerts
     from runstore.health.expectations import load, shown_target
     from runstore.health.schedule import describe
     from runstore.health.states import judge
     from runstore.humanize import format_duration
-    from runstore.store.schema import notifications
     from runstore.store.store import Store
 
     store = Store.open(db, mode="read")
@@ -182,16 +180,7 @@ def job_show(name: NameArgument, as_json: JsonObjectOption = False, db: DbOption
     if exp is None:
         fail(f"job {name!r} has no expectations (runstore job set {name} ...)")
     judged = judge(store, name, exp)
-    with store.read() as conn:
-        sent = [
-            dict(r)
-            for r in conn.execute(
-                select(notifications)
-                .where(notifications.c.job == name)
-                .order_by(notifications.c.created_at.desc(), notifications.c.id.desc())
-                .limit(10)
-            ).mappings()
-        ]
+    sent = recent_alerts(store, name)
     record = {
         "job": name,
         "schedule": describe(exp),

@@ -262,3 +262,17 @@ def send_test(store: Store, job: str, now: datetime | None = None) -> list[Outco
     alert = Alert(job, "test", expectation.state, reason, now, None, expectation.notify)
     alert.rows = store.write(lambda conn: _pending_rows(conn, alert))
     return send(store, alert)
+
+
+def recent_alerts(store: Store, job: str, limit: int = 10) -> list[dict[str, Any]]:
+    """The alerts sent for ``job``, the newest first, with how each went."""
+    from sqlalchemy import select
+
+    query = (
+        select(notifications)
+        .where(notifications.c.job == job)
+        .order_by(notifications.c.created_at.desc(), notifications.c.id.desc())
+        .limit(limit)
+    )
+    with store.read() as conn:
+        return [dict(row) for row in conn.execute(query).mappings()]

@@ -60,6 +60,26 @@ def get_read_only_engine(path: Path) -> Engine:
     return engine
 
 
+def get_query_only_engine(path: Path) -> Engine:
+    """A store file opened so that nothing can be written through it: read-only (``mode=ro``)
+    and ``query_only``; unlike ``get_read_only_engine`` it sees other processes' writes as they
+    commit (for ``runstore ui``, whose pages follow live runs)."""
+    key = f"query-only:{path}"
+    engine = _engines.get(key)
+    if engine is None:
+        uri = sqlite_file_uri(path)
+
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(
+                uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S, check_same_thread=False
+            )
+            conn.execute("PRAGMA query_only=1")
+            return conn
+
+        engine = _engines[key] = _create_sqlite(connect, QueuePool)
+    return engine
+
+
 def dispose_all() -> None:
     for engine in _engines.values():
         engine.dispose()

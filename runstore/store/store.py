@@ -138,6 +138,17 @@ class Store:
                 warnings.warn(caution, StoreWarning, stacklevel=2)
         return store
 
+    @classmethod
+    def open_for_reading(cls, db: str | os.PathLike[str] | None = None) -> Store:
+        """The store as ``runstore ui`` reads it: opened as ``read`` opens it (never created),
+        then, for a SQLite file, through a connection that cannot write at all; a server
+        store's reads are READ ONLY transactions already (see ``read``)."""
+        store = cls.open(db, mode="read")
+        if store.path is None or store.read_only:
+            return store
+        engine = engines.get_query_only_engine(store.path)
+        return cls(store.url, engine, read_only="it is opened for reading only")
+
     def revision(self) -> str | None:
         """The store's schema revision; None for an empty database."""
         return read_revision(self.engine, self.where)
