@@ -60,6 +60,7 @@ def test_installed_wheel_runs_the_job_and_creates_the_store_at_head(installed, t
     elsewhere.mkdir()
     (elsewhere / "tasks.txt").write_text("# two tasks\nfirst task\n\nsecond task\n")
     store = elsewhere / "state" / "runs.db"
+    store.parent.mkdir()  # a store path one names lies in a directory that exists
     env = clean_env(RUNSTORE_DB=str(store))
     runstore = installed / "bin" / "runstore"
 

@@ -50,6 +50,7 @@ def _spawn(code: str, *args: str) -> subprocess.Popen[str]:
 
 
 def test_eight_writers_lose_nothing_while_readers_query(db):
+    Store.open(db)  # read commands answer only once a store exists
     writers = [_spawn(WRITER, db, f"w{i}", str(EVENTS_PER_WRITER)) for i in range(WRITERS)]
     reader_failures = []
     reads = 0

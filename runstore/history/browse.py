@@ -5,7 +5,6 @@ a time, a job's daily outcomes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from itertools import islice
@@ -128,10 +127,16 @@ def _before(started_at: datetime, run_pk: int) -> Any:
     )
 
 
-def find_runs(store: Store, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    query = select(*RUN_FIELDS).where(runs.c.run_id.in_(list(run_ids)))
+def run_by_id(store: Store, run_id: str) -> dict[str, Any]:
+    """A run by its whole id (pages and links name runs whole; a prefix is the CLI's)."""
+    from runstore.errors import RunNotFound
+    from runstore.store.schema import runs as table
+
     with store.read() as conn:
-        return {r["run_id"]: dict(r) for r in conn.execute(query).mappings()}
+        row = conn.execute(select(table).where(table.c.run_id == run_id)).mappings().first()
+    if row is None:
+        raise RunNotFound(run_id)
+    return dict(row)
 
 
 def last_completed_before(store: Store, job: str, run: dict[str, Any]) -> dict[str, Any] | None:

@@ -43,7 +43,7 @@ def runs(request: Request) -> Response:
 
 def run(request: Request) -> Response:
     store = _store(request)
-    record = store.find_run(request.path_params["run_id"])
+    record = browse.run_by_id(store, request.path_params["run_id"])
     params = request.query_params
     after = data.whole_number(params, "after", 0, 2**62)
     size = data.whole_number(params, "limit", data.EVENTS_PAGE, data.MAX_EVENTS_PAGE) or 1

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from jinja2 import pass_context as jinja2_pass_context
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -54,7 +55,18 @@ def templates() -> Jinja2Templates:
     env.filters["local"] = _local_time
     env.filters["percent"] = lambda x: f"{x:.0%}" if x is not None else ""
     env.filters["urlencode_with"] = _query
+    env.globals["path_for"] = _path_for
     return Jinja2Templates(env=env)
+
+
+@jinja2_pass_context
+def _path_for(context: Any, name: str, /, **params: str) -> str:
+    """A route's path (not a whole URL: right behind a proxy too), its parameters
+    percent-encoded (a job name may hold '?', '#' or '%')."""
+    from urllib.parse import quote
+
+    quoted = {k: quote(str(v), safe="/" if k == "job" else "") for k, v in params.items()}
+    return str(context["request"].app.url_path_for(name, **quoted))
 
 
 def _query(params: dict[str, str], **extra: str) -> str:

@@ -65,9 +65,7 @@ def runs(request: Request) -> Response:
 
 def run(request: Request) -> Response:
     store = _store(request)
-    record = store.find_run(request.path_params["run_id"])
-    if record["run_id"] != request.path_params["run_id"]:
-        raise RunNotFound(request.path_params["run_id"])  # pages name runs whole
+    record = browse.run_by_id(store, request.path_params["run_id"])
     params = request.query_params
     after = data.whole_number(params, "after", 0, 2**62)
     only = EventFilter(types=("output",)) if params.get("only") == "output" else None
@@ -95,7 +93,7 @@ async def tail(request: Request) -> Response:
     event with its status) or the reader leaves."""
     store = _store(request)
     run_id = request.path_params["run_id"]
-    record = await run_in_threadpool(store.find_run, run_id)
+    record = await run_in_threadpool(browse.run_by_id, store, run_id)
     after = data.whole_number(request.query_params, "after", 0, 2**62)
 
     async def stream() -> AsyncIterator[str]:
@@ -110,7 +108,7 @@ async def tail(request: Request) -> Response:
                 yield f"event: event\ndata: {json.dumps(shown, default=str)}\n\n"
             if rows:
                 continue
-            now = await run_in_threadpool(store.find_run, run_id)
+            now = await run_in_threadpool(browse.run_by_id, store, run_id)
             if now["status"] != RunStatus.RUNNING.value:
                 yield f"event: end\ndata: {json.dumps({'status': now['status']})}\n\n"
                 return
@@ -167,9 +165,9 @@ def compare(request: Request) -> Response:
             "give two runs to compare: /compare?a=RUN&b=RUN (b: by default the "
             "job's last completed run before a)"
         )
-    a = store.find_run(params["a"])
+    a = browse.run_by_id(store, params["a"])
     b = (
-        store.find_run(params["b"])
+        browse.run_by_id(store, params["b"])
         if params.get("b")
         else browse.last_completed_before(store, a["job"], a)
     )
