@@ -48,6 +48,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Path(n).name.split("_", 1)[0] for n in names if "runstore/store/migrations/versions/" in n
     }
     assert set(KNOWN_REVISIONS) <= shipped
+    assert {"runstore/ui/templates/base.html", "runstore/ui/static/runstore.css",
+            "runstore/ui/static/live.js"} <= set(names)  # fmt: skip
 
     venv = root / "venv"
     run(sys.executable, "-m", "venv", venv)
@@ -103,3 +105,36 @@ def test_installed_wheel_runs_the_job_and_creates_the_store_at_head(installed, t
 def test_installed_python_dash_m_runstore(installed, tmp_path):
     result = run(installed / "bin" / "python", "-m", "runstore", "--version", cwd=tmp_path)
     assert result.stdout.startswith("runstore ")
+
+
+def test_installed_wheel_serves_the_ui(installed, tmp_path):
+    """The templates and static files ship: the installed runstore ui serves its pages."""
+    import socket
+    import time
+    import urllib.request
+
+    store = tmp_path / "runs.db"
+    env = clean_env(RUNSTORE_DB=str(store))
+    run(installed / "bin" / "runstore", "exec", "--job", "wheel", "--", "true", env=env)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([installed / "bin" / "runstore", "ui", "--port", str(port)],
+                              env=env, cwd=tmp_path, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        pages = {}
+        for path in ("/", "/static/live.js", "/jobs/wheel"):
+            for _ in range(100):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}") as answer:
+                        pages[path] = (answer.status, answer.read().decode())
+                    break
+                except OSError:
+                    time.sleep(0.1)
+        assert {path: status for path, (status, _) in pages.items()} == {
+            "/": 200, "/static/live.js": 200, "/jobs/wheel": 200,
+        }  # fmt: skip
+        assert "wheel" in pages["/"][1]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
