@@ -95,7 +95,8 @@ def test_the_runs_list_filters_and_pages_by_keyset(client):
     assert seen == [f"bulk-{i:03d}" for i in range(120)]  # every run once, in order
     failed = _rows(client.get("/runs", params={"status": "failed"}).text, "runs")
     assert len(failed) == 12 and all("s-failed" in row for row in failed)
-    recent = _rows(client.get("/runs", params={"since": "30m", "job": "bulk"}).text, "runs")
+    since = (NOW - timedelta(minutes=29, seconds=30)).isoformat()  # the 30 newest
+    recent = _rows(client.get("/runs", params={"since": since, "job": "bulk"}).text, "runs")
     assert len(recent) == 30
 
 
