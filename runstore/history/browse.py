@@ -41,11 +41,20 @@ def job_names(store: Store) -> list[str]:
         return [row[0] for row in conn.execute(_JOB_NAMES)]
 
 
-def recent_runs(store: Store, job: str, limit: int) -> list[dict[str, Any]]:
-    """A job's newest ``limit`` runs, newest first."""
-    query = select(*RUN_FIELDS).where(runs.c.job == job).order_by(*NEWEST_FIRST).limit(limit)
+# What a job's recent runs are judged and drawn by: few columns, as an overview reads them for
+# every job at once.
+BRIEF_FIELDS = (runs.c.run_id, runs.c.status, runs.c.started_at, runs.c.finished_at,
+                runs.c.duration_ms, runs.c.error_summary)  # fmt: skip
+
+
+def recent_runs(
+    store: Store, job: str, limit: int, fields: Sequence[Any] = RUN_FIELDS
+) -> list[dict[str, Any]]:
+    """A job's newest ``limit`` runs, newest first (``fields``: BRIEF_FIELDS for less)."""
+    query = select(*fields).where(runs.c.job == job).order_by(*NEWEST_FIRST).limit(limit)
+    names = [column.name for column in fields]
     with store.read() as conn:
-        return [dict(r) for r in conn.execute(query).mappings()]
+        return [dict(zip(names, row)) for row in conn.execute(query)]
 
 
 def running(store: Store) -> list[dict[str, Any]]:

@@ -46,7 +46,7 @@ def overview(store: Store, now: datetime | None = None) -> list[dict[str, Any]]:
         oldest_running.setdefault(run["job"], run["started_at"])
     rows = []
     for job in sorted(set(browse.job_names(store)) | set(expected)):
-        recent = browse.recent_runs(store, job, OVERVIEW_RUNS)
+        recent = browse.recent_runs(store, job, OVERVIEW_RUNS, browse.BRIEF_FIELDS)
         judged = decide(job, expected.get(job), recent[:WINDOW], oldest_running.get(job), now)
         finished = [r for r in recent if r["status"] != RunStatus.RUNNING.value]
         completed = [r for r in finished if r["status"] == RunStatus.COMPLETED.value]
