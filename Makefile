@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/runstore show --last
 	@echo
 	@echo "The run is stored in $$($(BIN)/runstore db path) (set RUNSTORE_DB or --db for another store)."
-	@echo "Next: $(BIN)/runstore history, $(BIN)/runstore stats, $(BIN)/runstore exec -- CMD"
+	@echo "Next: $(BIN)/runstore history, $(BIN)/runstore ui --open, $(BIN)/runstore exec -- CMD"
 
 test: $(STAMP) lint typecheck pytest
 
