@@ -9,7 +9,9 @@ among the output lines, with the time it was read::
 
 One event per line, a JSON object: ``type`` (default ``log``), ``level`` (debug, info, warning,
 error; default info) and ``message`` (text) are the event's own fields, and every other key is
-its data. A line that is not such an object is recorded as a ``malformed_event`` warning, never
+its data. A metric is a line of type ``metric`` with its ``name``, ``value`` (a number) and
+``step`` (a whole number, optional): ``{"type": "metric", "name": "rows_loaded", "value": 120}``.
+A line that is not such an object is recorded as a ``malformed_event`` warning, never
 dropped silently. A line up to ``ATOMIC_BYTES`` long is written by one ``write`` and cannot mix
 with another writer's.
 
@@ -25,7 +27,7 @@ import json
 import os
 
 from runstore import TYPE_CHECKING, env
-from runstore.store.limits import LEVELS, MAX_EVENT_TYPE, storable_text
+from runstore.store.limits import LEVELS, MAX_EVENT_TYPE, metric_problem, storable_text
 
 if TYPE_CHECKING:
     from typing import Any
@@ -36,6 +38,7 @@ ATOMIC_BYTES = 4096
 MAX_LINE_BYTES = 1 << 20
 OWN_FIELDS = ("type", "level", "message")
 MALFORMED = "malformed_event"
+METRIC = "metric"
 
 
 class ChannelEvent:
@@ -86,6 +89,12 @@ def decode(raw: bytes) -> ChannelEvent:
         return _malformed(text, f"level must be one of {', '.join(LEVELS)}")
     if message is not None and not isinstance(message, str):
         message = json.dumps(message)
+    if event_type == METRIC:
+        name, value = fields.get("name"), fields.get("value")
+        problem = metric_problem(name, value, fields.get("step"))
+        if problem is not None:
+            return _malformed(text, problem)
+        message = message if message is not None else f"{name} = {value}"
     return ChannelEvent(
         event_type, level, storable_text(message) if message is not None else None, fields
     )

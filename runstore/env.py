@@ -13,3 +13,8 @@ PGPASSFILE = "PGPASSFILE"
 # The events channel (a FIFO) of the run a command runs in: set by `runstore exec` for its
 # command, written by `runstore event` and by scripts (see runstore.channel).
 EVENTS = "RUNSTORE_EVENTS"
+# Tags every run started here carries (`env=prod,team=data`): read by RunLogger, so by `run` and
+# `exec`; set by `runstore exec` for its command, its own tags included.
+TAGS = "RUNSTORE_TAGS"
+# The runstore executable: set by `runstore exec`, so a cron script finds it without PATH.
+BIN = "RUNSTORE_BIN"

@@ -139,7 +139,7 @@ def test_dash_n_means_limit_and_nothing_else():
         for param in command.params:
             if "-n" in getattr(param, "opts", ()):
                 users.add((" ".join(words), param.name))
-    assert users == {("history", "limit")}
+    assert users == {("history", "limit"), ("metric", "limit")}
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from runstore.record.logger import RunLogger
 from runstore.store import engine as engines
 from runstore.store.location import resolve_db
 from runstore.store.migrate import alembic_config, migrations_dir, upgrade
-from runstore.store.schema import KNOWN_REVISIONS, SCHEMA_REVISION, metadata
+from runstore.store.schema import KNOWN_REVISIONS, SCHEMA_REVISION, compared, metadata
 from runstore.store.store import Store
 
 VIEWS = tuple(metadata.info.get("views", ()))
@@ -55,16 +55,12 @@ def files_beside(path: Path) -> list[str]:
 # -- the models and the migrations agree ---------------------------------------------------------
 
 
-def _not_a_view(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
-    return not (type_ == "table" and reflected and name in VIEWS)
-
-
 def test_autogenerate_finds_no_difference(db):
     store = Store.open(db)
     with store.engine.connect() as conn:
         context = MigrationContext.configure(
             conn,
-            opts={"compare_type": True, "include_object": _not_a_view},
+            opts={"compare_type": True, "include_object": compared},
         )
         differences = compare_metadata(context, metadata)
     assert differences == [], "the models and the migrations differ; generate a revision"

@@ -16,8 +16,9 @@ def _some_history(cli: Cli, tmp_path) -> None:
     cli("run", "--input", str(SAMPLE_INPUT), "--output", str(tmp_path / "p.json"), "--run-id", "ok")
     cli("run", "--input", str(tmp_path / "missing"), "--output", str(tmp_path / "q.json"),
         "--run-id", "bad")  # fmt: skip
-    with RunLogger(job="etl", run_id="etl-1", db=cli.db) as run:
+    with RunLogger(job="etl", run_id="etl-1", db=cli.db, tags={"env": "prod"}) as run:
         run.log_event("rows", {"n": 3, "nested": {"unicode": "héllo", "list": [1, 2.5, None]}})
+        run.log_metric("rows_loaded", 3, step=1)
         run.log_warning("slow", seconds=12)
 
 
@@ -41,6 +42,11 @@ def test_copy_to_another_backend_and_back_keeps_history_identical(db, sqlite_db,
         assert json.loads(cli("export", "etl-1").stdout) == json.loads(
             source("export", "etl-1").stdout
         )
+        copied = cli.json("metric", "etl", "rows_loaded")
+        assert copied == source.json("metric", "etl", "rows_loaded")
+        assert copied["values"][0]["step"] == 1
+        tagged = json.loads(cli("history", "--tag", "env=prod", "--json").stdout)
+        assert [run["run_id"] for run in tagged] == ["etl-1"]
 
 
 def test_copy_again_skips_and_replaces_a_run_that_changed(db, tmp_path):

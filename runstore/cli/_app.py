@@ -155,6 +155,45 @@ DbOption = Annotated[
 ]
 
 
+TagOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tag",
+        metavar="KEY=VALUE",
+        help="Label the run: env=prod (repeatable; RUNSTORE_TAGS too).",
+    ),
+]
+
+
+TagFilterOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tag",
+        metavar="KEY[=VALUE]",
+        help="Only runs with this tag, or this key (repeatable: all of them).",
+    ),
+]
+
+
+def tag_filters(words: list[str] | None) -> list[tuple[str, str | None]]:
+    """``env=prod`` or ``env`` (any value) as filters."""
+    from runstore.record.ids import check_tags, parse_tag
+
+    found: list[tuple[str, str | None]] = []
+    for word in words or ():
+        if "=" in word:
+            found.append(parse_tag(word))
+        else:
+            found.append((next(iter(check_tags({word.strip(): ""}))), None))
+    return found
+
+
+def parse_tags(words: list[str] | None) -> dict[str, str]:
+    from runstore.record.ids import parse_tag
+
+    return dict(parse_tag(word) for word in words or ())
+
+
 # The most rows a --limit or --tail may ask for: what every backend's integers hold.
 MAX_ROWS = 2**62
 

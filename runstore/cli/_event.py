@@ -10,23 +10,23 @@ from __future__ import annotations
 
 import json
 
-from runstore.channel import default_event_type, encode, send
-from runstore.store.limits import LEVELS, MAX_EVENT_TYPE
+from runstore.channel import METRIC, default_event_type, encode, send
+from runstore.store.limits import LEVELS, MAX_EVENT_TYPE, metric_problem
 
 _VALUE_OPTIONS = {
     "--level": "level", "-l": "level", "--type": "type", "-t": "type", "--data": "data",
-    "-d": "data",
+    "-d": "data", "--metric": "metric", "-m": "metric", "--step": "step",
 }  # fmt: skip
 _RESERVED = ("type", "level", "message")
 
 
 def send_from_shell(args: list[str]) -> bool:
-    """Send the event that ``args`` (the words after ``event``) describe down the channel;
-    False when this path declines and nothing was sent."""
+    """Send the event and metrics that ``args`` (the words after ``event``) describe down the
+    channel; False when this path declines and nothing was sent."""
     words = _read(args)
     if words is None:
         return False
-    message, values = words
+    message, values, metrics = words
     level = values.get("level", "info")
     event_type = values.get("type", default_event_type(level))
     if level not in LEVELS or not event_type.strip() or len(event_type) > MAX_EVENT_TYPE:
@@ -39,13 +39,44 @@ def send_from_shell(args: list[str]) -> bool:
             return False
         if not isinstance(fields, dict) or any(key in fields for key in _RESERVED):
             return False
-    return send(encode(event_type, level, message, {"message": message, **fields}))
+    lines = (
+        []
+        if message is None
+        else [encode(event_type, level, message, {"message": message, **fields})]
+    )
+    step = None
+    if "step" in values:
+        if not values["step"].isdigit():
+            return False
+        step = int(values["step"])
+    for text in metrics:
+        metric = _metric(text, step)
+        if metric is None:
+            return False
+        lines.append(encode(METRIC, "info", None, metric))
+    return bool(lines) and send(b"".join(lines))
 
 
-def _read(args: list[str]) -> tuple[str, dict[str, str]] | None:
-    """The message and the option values, or None for a form left to the full command."""
+def _metric(text: str, step: int | None) -> dict[str, object] | None:
+    """``rows=120`` as a metric's channel fields, or None for one the full command refuses."""
+    name, sep, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if not sep or metric_problem(name, number, step) is not None:
+        return None
+    whole = number.is_integer() and abs(number) < 2**53
+    return {"name": name, "value": int(number) if whole else number,
+            **({"step": step} if step is not None else {})}  # fmt: skip
+
+
+def _read(args: list[str]) -> tuple[str | None, dict[str, str], list[str]] | None:
+    """The message, the option values and the metrics, or None for a form left to the full
+    command."""
     message: str | None = None
     values: dict[str, str] = {}
+    metrics: list[str] = []
     words = iter(args)
     for word in words:
         if word == "--":
@@ -63,9 +94,12 @@ def _read(args: list[str]) -> tuple[str, dict[str, str]] | None:
                 if following is None:
                     return None
                 value = following
-            values[key] = value
+            if key == "metric":
+                metrics.append(value)
+            else:
+                values[key] = value
         elif message is None:
             message = word
         else:
             return None
-    return (message, values) if message is not None else None
+    return (message, values, metrics) if message is not None or metrics else None

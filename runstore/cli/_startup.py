@@ -39,6 +39,7 @@ COMMAND_MODULES = {
     "logs": "history",
     "stats": "stats",
     "check": "stats",
+    "metric": "stats",
     "metrics": "metrics",
     "ui": "ui",
     "sql": "sql",

@@ -14,11 +14,13 @@ import typer
 from runstore.cli._app import (
     ON_REFUSAL,
     DbOption,
+    TagOption,
     alert_after_run,
     app,
     error,
     leave,
     note,
+    parse_tags,
     warn,
 )
 from runstore.exec import HEAD_LINES, KILL_AFTER_S, TAIL_LINES
@@ -80,6 +82,7 @@ def exec_(
             "--tail-lines", min=0, max=MAX_KEPT_LINES, help="Output lines stored from the end."
         ),
     ] = TAIL_LINES,
+    tags: TagOption = None,
     db: DbOption = None,
 ) -> None:
     """Run CMD as a recorded run: same output, same exit code, same signals.
@@ -120,6 +123,7 @@ def exec_(
         quiet=quiet,
         head_lines=head_lines,
         tail_lines=tail_lines,
+        tags=parse_tags(tags),
     )
     options = replace(options, log_path=_usable_log(log, db))
     result = run_command(command, options, warn=warn, note=None if quiet else note)
@@ -158,7 +162,9 @@ class Level(str, Enum):
 
 @app.command()
 def event(
-    message: Annotated[str, typer.Argument(help="What happened, in a few words.")],
+    message: Annotated[
+        str | None, typer.Argument(help="What happened, in a few words.", show_default=False)
+    ] = None,
     level: Annotated[Level, typer.Option("--level", "-l", help="Event level.")] = Level.info,
     event_type: Annotated[
         str | None,
@@ -173,25 +179,45 @@ def event(
         str | None,
         typer.Option("--data", "-d", help="More fields, as a JSON object: '{\"rows\": 120}'."),
     ] = None,
+    metrics: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            "-m",
+            metavar="NAME=NUMBER",
+            help="Record a metric of the run, such as rows_loaded=120 (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    step: Annotated[
+        int | None,
+        typer.Option("--step", help="The metrics' step (an epoch, a batch number).", min=0),
+    ] = None,
     run_id: Annotated[
         str | None,
         typer.Option("--run-id", help="The run to add to. Default: $RUNSTORE_RUN_ID."),
     ] = None,
     db: DbOption = None,
 ) -> None:
-    """Add an event to a running run: the one `runstore exec` started (RUNSTORE_RUN_ID).
+    """Add an event or a metric to a running run: the one `runstore exec` started
+    (RUNSTORE_RUN_ID).
 
-    For shell scripts run under `runstore exec`. Warnings and errors count in the run's
-    counters. When the event cannot be recorded (no run, a finished run, a store that cannot be
-    written) a warning says why and the exit code is still 0: logging never fails a job.
-    A malformed --data or --type is a usage error (exit 2).
+    For shell scripts run under `runstore exec`, where it costs little more than a Python start
+    (the event goes down the run's events channel, RUNSTORE_EVENTS). Warnings and errors count
+    in the run's counters; metrics are charted over the job's runs (`runstore metric JOB NAME`).
+    When the event cannot be recorded (no run, a finished run, a store that cannot be written) a
+    warning says why and the exit code is still 0: logging never fails a job. A malformed
+    --data, --type or --metric is a usage error (exit 2).
 
     Example: runstore event "loaded rows" --data '{"rows": 120}'
 
     Example: runstore event "source is slow" --level warning
+
+    Example: runstore event --metric rows_loaded=120 --metric bytes=5e6
     """
-    from runstore.channel import default_event_type, encode, send
+    from runstore.channel import METRIC, default_event_type, encode, send
     from runstore.errors import UsageError
+    from runstore.record.ids import parse_metric
 
     fields: dict[str, Any] = {}
     if data is not None:
@@ -204,25 +230,38 @@ def event(
     kind = event_type if event_type is not None else default_event_type(level.value)
     if not kind.strip() or len(kind) > 64:
         raise UsageError("--type must be 1 to 64 characters")
+    measured = [parse_metric(text) for text in metrics or []]
+    if message is None and not measured:
+        raise UsageError("give the event's MESSAGE, or a --metric NAME=NUMBER")
+    if step is not None and not measured:
+        raise UsageError("--step goes with --metric")
 
-    if (
-        run_id is None
-        and db is None
-        and "message" not in fields
-        and send(encode(kind, level.value, message, {"message": message, **fields}))
-    ):
+    metric_fields = [_metric_fields(name, value, step) for name, value in measured]
+    lines = [encode(METRIC, "info", None, fields) for fields in metric_fields]
+    if message is not None:
+        lines.insert(0, encode(kind, level.value, message, {"message": message, **fields}))
+    if run_id is None and db is None and "message" not in fields and send(b"".join(lines)):
         leave(0)  # on its way down the events channel of the run we are in
     try:
         from runstore.record.logger import RunLogger
 
         run = RunLogger.attach(run_id, db=db)
-        run.log_event(kind, {"message": message, **fields}, level=level.value, message=message)
+        if message is not None:
+            run.log_event(kind, {"message": message, **fields}, level=level.value, message=message)
+        for metric in metric_fields:
+            run.log_metric(metric["name"], metric["value"], step)
         run.finish()
     except Exception as exc:  # recording must never break the job that calls us
         from runstore.errors import reason
 
         warn(f"event not recorded: {reason(exc)}")
     leave(0)
+
+
+def _metric_fields(name: str, value: float, step: int | None) -> dict[str, Any]:
+    """A metric's channel fields, a whole number kept whole (``120``, not ``120.0``)."""
+    number: float | int = int(value) if value.is_integer() and abs(value) < 2**53 else value
+    return {"name": name, "value": number, **({"step": step} if step is not None else {})}
 
 
 def record_refused(args: list[str], problem: str) -> None:
@@ -267,7 +306,7 @@ def _refuses(check: Callable[[str], object], value: str) -> bool:
 
 # exec's options that take a value (the others are flags), and the ones a refused run reads.
 _VALUED = ("--job", "-j", "--run-id", "--timeout", "--kill-after", "--log", "--head-lines",
-           "--tail-lines", "--db")  # fmt: skip
+           "--tail-lines", "--db", "--tag", "--retries", "--retry-delay", "--retry-on")  # fmt: skip
 _READ = {"--job": "--job", "-j": "--job", "--run-id": "--run-id", "--db": "--db"}
 
 

@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
-from runstore.cli._app import MAX_ROWS, DbOption, app, fail, open_store
+from runstore.cli._app import (
+    MAX_ROWS,
+    DbOption,
+    TagFilterOption,
+    app,
+    fail,
+    open_store,
+    tag_filters,
+)
 from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption, WideOption
 from runstore.history import HISTORY_FIELDS, HISTORY_LIMIT
 
@@ -92,6 +100,16 @@ def history(
         ),
     ] = None,
     every: Annotated[bool, typer.Option("--all", help="Every matching run.")] = False,
+    tags: TagFilterOption = None,
+    grep: Annotated[
+        str | None,
+        typer.Option(
+            "--grep",
+            metavar="TEXT",
+            help="Only runs whose output or event messages contain TEXT (3 characters or "
+            "more, any case).",
+        ),
+    ] = None,
     offset: Annotated[
         int, typer.Option("--offset", min=0, max=MAX_ROWS, help="Skip this many first.")
     ] = 0,
@@ -127,6 +145,8 @@ def history(
         max_duration_ms=_duration_ms(max_duration, "--max-duration", parse_duration),
         limit=None if limit is None else limit + hint_more,
         offset=offset,
+        tags=tag_filters(tags),
+        grep=grep,
     )
     store = open_store(db)
     rows: Iterable[dict[str, Any]] = (
@@ -154,7 +174,7 @@ def _duration_ms(text: str | None, option: str, parse: Any) -> int | None:
 
 
 _FILTER_OPTIONS = ("--failed", "--status", "--job", "-j", "--since", "--until",
-                   "--min-duration", "--max-duration")  # fmt: skip
+                   "--min-duration", "--max-duration", "--tag", "--grep")  # fmt: skip
 
 
 def _filters_given(argv: list[str]) -> str:
@@ -257,6 +277,7 @@ def show(
     store = open_store(db)
     record = _the_run(store, run, last)
     fields = {k: v for k, v in record.items() if k not in HIDDEN_RUN_FIELDS}
+    fields["tags"] = store.run_tags(record["id"])
     if fmt is Format.JSON:
         _write_run_json(sys.stdout, fields, iter_event_json(store, record["id"], only))
     elif fmt is Format.JSONL:
@@ -293,7 +314,9 @@ def _shown_run(fields: dict[str, Any]) -> dict[str, Any]:
     from runstore.cli.table import cell
     from runstore.humanize import humane_age, humane_duration
 
-    shown = {k: v for k, v in fields.items() if v is not None}
+    shown = {k: v for k, v in fields.items() if v is not None and k != "tags"}
+    if fields["tags"]:
+        shown["tags"] = ", ".join(f"{k}={v}" for k, v in fields["tags"].items())
     if fields["status"] == "running":
         shown["status"] = f"running (for {humane_age(fields['started_at'])})"
     elif fields["status"] == "abandoned" and fields["duration_ms"] is not None:

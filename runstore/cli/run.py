@@ -9,7 +9,16 @@ from typing import Annotated, Any
 
 import typer
 
-from runstore.cli._app import DbOption, alert_after_run, app, error, leave, warn
+from runstore.cli._app import (
+    DbOption,
+    TagOption,
+    alert_after_run,
+    app,
+    error,
+    leave,
+    parse_tags,
+    warn,
+)
 from runstore.job import DEFAULT_JOB
 
 PROGRESS_MIN_ITEMS = 20_000
@@ -40,6 +49,7 @@ def run(
         bool, typer.Option("--verbose", "-v", help="Print each event to stdout as it is logged.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    tags: TagOption = None,
     db: DbOption = None,
 ) -> None:
     """Process INPUT line by line into OUTPUT, recording the run and each item as events.
@@ -72,6 +82,7 @@ def run(
             verbose=verbose,
             echo=(lambda line: print(line, file=say, flush=True)) if verbose else None,
             on_start=lambda total: _progress_bar(total, bars),
+            tags=parse_tags(tags),
         )
     finally:
         for bar in bars:  # cancelled or failed half way: the bar goes before anything is said

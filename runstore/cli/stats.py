@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from runstore.cli._app import DbOption, app, fail, open_store
+from runstore.cli._app import DbOption, TagFilterOption, app, fail, open_store, tag_filters
 from runstore.cli.output import (
     Column,
     CsvOption,
@@ -49,6 +49,7 @@ def stats(
         ),
     ] = None,
     job: Annotated[list[str] | None, typer.Option("--job", "-j", help="Only this job.")] = None,
+    tags: TagFilterOption = None,
     as_json: JsonOption = False,
     as_jsonl: JsonlOption = False,
     as_csv: CsvOption = False,
@@ -69,7 +70,7 @@ def stats(
     fmt = choose_format(as_json, as_jsonl, as_csv)
     window = parse_when(since, "--since") if since else None
     store = open_store(db)
-    rows = query_stats(store, since=window, jobs=job or [])
+    rows = query_stats(store, since=window, jobs=job or [], tags=tag_filters(tags))
     now = store.now()
     for row in rows:  # the trend is the job's now, whatever the window
         judged = judge(store, row["job"], None, now)
@@ -80,7 +81,7 @@ def stats(
             rate = row["failure_rate"]
             row["failure_rate_pct"] = f"{rate * 100:.1f}" if rate is not None else ""
         if not rows and fmt is Format.TABLE:
-            print("no runs match" if since or job else "no runs yet", file=sys.stderr)
+            print("no runs match" if since or job or tags else "no runs yet", file=sys.stderr)
             return
         with paged(fmt is Format.TABLE) as out:
             emit(rows, STATS_COLUMNS, fmt, out=out, wide=wide)
@@ -228,3 +229,102 @@ def _print_states(judged: list[Any], problems: list[Any], quiet: bool) -> None:
              columns, fmt)  # fmt: skip
     elif not quiet:
         print(f"ok: {plural(len(judged), 'job')}, all healthy")
+
+
+METRIC_COLUMNS = [
+    Column("run_id", "RUN", "id"),
+    Column("started_at", "STARTED", "time"),
+    Column("status", "STATUS", "status"),
+    Column("shown", "VALUE", "number"),
+    Column("step", "STEP", "number", drop=1),
+]
+METRIC_NAME_COLUMNS = [
+    Column("name", "METRIC", "id"),
+    Column("runs", "RUNS", "count"),
+    Column("last_at", "LAST REPORTED", "time"),
+]
+MACHINE_METRIC_COLUMNS = [
+    Column(key, key) for key in ("run_id", "status", "started_at", "value", "step", "values")
+]
+
+
+@app.command()
+def metric(
+    job: Annotated[str, typer.Argument(help="The job.", show_default=False)],
+    name: Annotated[
+        str | None,
+        typer.Argument(help="The metric. Default: list the job's metrics.", show_default=False),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", help="The newest runs that reported it.", min=1)
+    ] = 20,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only runs started since (30m, 7d, an ISO date...)."),
+    ] = None,
+    as_json: JsonOption = False,
+    as_jsonl: JsonlOption = False,
+    as_csv: CsvOption = False,
+    wide: WideOption = False,
+    db: DbOption = None,
+) -> None:
+    """A number the job's runs report (`runstore event --metric NAME=N`, `log_metric`) over
+    its runs, newest first, with its median, 95th percentile and trend: up or down when the
+    median of the last 5 runs moved 20% or more from the 20 before them. A run that reported it
+    several times (steps) shows its last value.
+
+    Example: `runstore metric nightly-etl rows_loaded`
+    """
+    from runstore.cli.output import Format, choose_format, emit, paged, print_json
+    from runstore.health.job_metrics import TREND_RUNS, metric_names, metric_series, summarize
+    from runstore.humanize import parse_when
+
+    fmt = choose_format(as_json, as_jsonl, as_csv)
+    window = parse_when(since, "--since") if since else None
+    store = open_store(db)
+    if name is None:
+        names = metric_names(store, job)
+        if not names and fmt in (Format.TABLE, Format.TEXT):
+            fail(f"no metrics reported by job {job!r} (runstore event --metric NAME=N)", 1)
+        emit(names, METRIC_NAME_COLUMNS, fmt, wide=wide)
+        return
+    fetched = metric_series(store, job, name, limit=max(limit, TREND_RUNS), since=window)
+    rows = fetched[:limit]
+    if not rows:
+        fail(f"job {job!r} has no runs that reported {name!r}", 1)
+    summary = summarize([row["value"] for row in rows], [row["value"] for row in fetched])
+    assert summary is not None
+    if fmt is Format.JSON:
+        print_json({"job": job, "metric": name, **summary.as_dict(), "values": rows})
+    elif fmt in (Format.JSONL, Format.CSV):
+        emit(rows, MACHINE_METRIC_COLUMNS, fmt)
+    else:
+        for row in rows:
+            row["shown"] = number(row["value"])
+        with paged(fmt is Format.TABLE) as out:
+            emit(rows, METRIC_COLUMNS, fmt, out=out, wide=wide)
+            print(_summary_line(name, summary), file=out)
+
+
+def number(value: float) -> str:
+    """A metric's value as a person reads it: 1,200 or 0.8125, never 1.2e+03."""
+    if value.is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:,.6g}" if abs(value) < 1e15 else f"{value:.6g}"
+
+
+def _summary_line(name: str, summary: Any) -> str:
+    from runstore.health.trends import METRIC_MIN_BASELINE, RECENT
+
+    trend = summary.trend
+    if trend is not None:
+        said = f"{trend.kind} {trend.change:+.0%} (the median of the last {RECENT} runs)"
+    elif summary.runs < RECENT + METRIC_MIN_BASELINE:
+        said = f"not known yet ({RECENT + METRIC_MIN_BASELINE} runs needed)"
+    else:
+        said = "steady"
+    return (
+        f"\n{name} over {summary.runs} run{'s' if summary.runs != 1 else ''}: "
+        f"last {number(summary.last)}, p50 {number(summary.p50)}, p95 {number(summary.p95)}, "
+        f"min {number(summary.low)}, max {number(summary.high)}\ntrend: {said}"
+    )

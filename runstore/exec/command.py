@@ -22,7 +22,7 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import FrameType
@@ -39,7 +39,7 @@ from runstore.exec.outcome import Outcome, signal_name
 from runstore.exec.pump import Deadlines, pump, write_all
 from runstore.exec.recorder import Event, Finish, OutputLine, Recorder
 from runstore.humanize import format_duration
-from runstore.record.ids import check_job, check_run_id
+from runstore.record.ids import check_job, check_run_id, check_tags
 from runstore.redact import redact_text
 
 # How long the command waits for its run row; a store locked longer does not hold the job up.
@@ -72,6 +72,7 @@ class ExecOptions:
     tail_lines: int = TAIL_LINES
     start_wait: float = START_WAIT_S
     finish_wait: float = FINISH_WAIT_S
+    tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Bad values are usage errors, found before anything runs."""
@@ -79,6 +80,7 @@ class ExecOptions:
             check_job(self.job)
         if self.run_id is not None:
             check_run_id(self.run_id)
+        object.__setattr__(self, "tags", check_tags(self.tags))
         if self.timeout is not None and self.timeout <= 0:
             raise UsageError("must be longer than zero", field="timeout")
 
@@ -143,6 +145,7 @@ class Execution:
             argv=argv,
             log_path=options.log_path,
             started=self.started,
+            tags=options.tags,
         )
         self.cancel_signal: int | None = None
         self.signal_events = 0

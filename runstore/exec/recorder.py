@@ -11,7 +11,7 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -73,6 +73,7 @@ class Recorder(threading.Thread):
         argv: list[str],
         log_path: str | os.PathLike[str] | None,
         started: tuple[datetime, float],
+        tags: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(name="runstore-recorder", daemon=True)
         self.job = job
@@ -81,6 +82,7 @@ class Recorder(threading.Thread):
         self.argv = argv
         self.log_path = log_path
         self.started = started
+        self.tags = dict(tags or {})
         # SimpleQueue.put is reentrant: signal handlers may enqueue.
         self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self.ready = threading.Event()  # the run row is written, or could not be
@@ -104,6 +106,11 @@ class Recorder(threading.Thread):
         if self.run_id is not None and self.store_address is not None:
             environment[env.RUN_ID] = self.run_id
             environment[env.DB] = self.store_address
+            if self.logger.tags:  # the run's tags, inherited by runs CMD starts
+                environment[env.TAGS] = ",".join(f"{k}={v}" for k, v in self.logger.tags.items())
+        found = runstore_bin()
+        if found is not None:
+            environment[env.BIN] = found
         if "://" in environment.get(env.DB, ""):
             environment[env.DB], self._passfile = store_for_child(environment[env.DB])
             if self._passfile is not None:
@@ -176,7 +183,8 @@ class Recorder(threading.Thread):
         store = Store.open(self.db)
 
         def start(run_id: str | None) -> Any:
-            return RunLogger(self.job, run_id, store=store, argv=self.argv, started=self.started)
+            return RunLogger(self.job, run_id, store=store, argv=self.argv, started=self.started,
+                             tags=self.tags)  # fmt: skip
 
         try:
             self.logger = start(self.requested_run_id)
@@ -237,6 +245,21 @@ class Recorder(threading.Thread):
                 self.logger.write_log(self.log_path)
             except Exception as exc:
                 self.log_problem = f"{errors.reason(exc)}; the run is recorded in the store only"
+
+
+def runstore_bin() -> str | None:
+    """This runstore's executable, for ``RUNSTORE_BIN``: the command being run, else the one
+    beside this Python (``python -m runstore``), else the one on PATH."""
+    import shutil
+    import sys
+
+    started_as = Path(sys.argv[0])
+    if started_as.name == "runstore" and started_as.is_file():
+        return str(started_as.absolute())
+    beside = Path(sys.executable).parent / "runstore"
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("runstore")
 
 
 def store_for_child(url: str) -> tuple[str, Path | None]:

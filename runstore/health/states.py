@@ -133,9 +133,9 @@ def decide(
         t = state.trend
         state.state = t.kind
         state.reason = (
-            f"median of the last {trends.RECENT} runs {humane_duration(t.recent_ms)}, "
+            f"median of the last {trends.RECENT} runs {humane_duration(t.recent)}, "
             f"{abs(t.change):.0%} {'more' if t.kind == 'slower' else 'less'} than before "
-            f"({humane_duration(t.baseline_ms)})"
+            f"({humane_duration(t.baseline)})"
         )
     elif last is None:
         state.state = "new"

@@ -5,6 +5,7 @@ a time, a job's daily outcomes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from itertools import islice
@@ -81,7 +82,8 @@ def runs_page(
 ) -> Page:
     """A page of ``flt``'s runs, newest first, after ``before`` (the last row of the previous
     page: its start and id) by keyset, so a deep page costs what the first does."""
-    query = history_query(replace(flt, limit=size + 1, offset=0)).with_only_columns(*RUN_FIELDS)
+    page = replace(flt, limit=size + 1, offset=0)
+    query = history_query(page, sqlite=store.is_sqlite).with_only_columns(*RUN_FIELDS)
     if before is not None:
         query = query.where(_before(*before))
     with store.read() as conn:

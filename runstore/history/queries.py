@@ -24,8 +24,10 @@ from runstore.store.schema import (
     NOT_COMPLETED_STATUSES,
     OLDEST_FIRST,
     RunStatus,
+    run_tags,
     runs,
 )
+from runstore.store.search import matching_runs
 from runstore.store.store import EventFilter, Store
 
 HISTORY_COLUMNS = tuple(runs.c[name] for name in HISTORY_FIELDS)
@@ -42,9 +44,22 @@ class HistoryFilter:
     limit: int | None = HISTORY_LIMIT
     offset: int = 0
     oldest_first: bool = False
+    tags: Sequence[tuple[str, str | None]] = ()  # (key, value); value None: any
+    grep: str | None = None  # output lines and event messages containing it
 
     def __post_init__(self) -> None:
         _check_statuses(self.statuses)
+
+
+def tag_conditions(tags: Sequence[tuple[str, str | None]]) -> list[Any]:
+    """Runs carrying each of ``tags`` (a key with a value, or a key with any value)."""
+    conditions = []
+    for key, value in tags:
+        tagged = select(run_tags.c.run_pk).where(run_tags.c.key == key)
+        if value is not None:
+            tagged = tagged.where(run_tags.c.value == value)
+        conditions.append(runs.c.id.in_(tagged))
+    return conditions
 
 
 def _check_statuses(statuses: Sequence[str]) -> None:
@@ -73,8 +88,11 @@ def wanted_statuses(status: str | None, failed: bool) -> list[str] | None:
     return [s for s in statuses if s in NOT_COMPLETED_STATUSES] or None
 
 
-def history_query(flt: HistoryFilter) -> Select[Any]:
-    conditions: list[Any] = []
+def history_query(flt: HistoryFilter, *, sqlite: bool = True) -> Select[Any]:
+    """The runs ``flt`` asks for (``sqlite``: the store's dialect, which --grep depends on)."""
+    conditions: list[Any] = tag_conditions(flt.tags)
+    if flt.grep is not None:
+        conditions.append(runs.c.id.in_(matching_runs(flt.grep, sqlite=sqlite)))
     if flt.statuses:
         conditions.append(runs.c.status.in_(list(flt.statuses)))
     if flt.jobs:
@@ -99,7 +117,8 @@ def history_query(flt: HistoryFilter) -> Select[Any]:
 def history(store: Store, flt: HistoryFilter) -> list[dict[str, Any]]:
     """Runs matching ``flt``, newest first."""
     with store.read() as conn:
-        return [dict(row) for row in conn.execute(history_query(flt)).mappings()]
+        query = history_query(flt, sqlite=store.is_sqlite)
+        return [dict(row) for row in conn.execute(query).mappings()]
 
 
 def iter_history(
@@ -107,7 +126,7 @@ def iter_history(
 ) -> Iterator[dict[str, Any]]:
     """Like ``history`` but streamed (memory flat in the number of runs): every column of the
     run row (for exports), or with ``whole=False`` only ``HISTORY_FIELDS``."""
-    query = history_query(flt)
+    query = history_query(flt, sqlite=store.is_sqlite)
     if whole:
         query = query.with_only_columns(runs)
     with store.read() as conn:
@@ -210,14 +229,19 @@ _OTHER_THAN_COMPLETED = [s.value for s in RunStatus if s is not RunStatus.COMPLE
 
 
 def stats(
-    store: Store, *, since: datetime | None = None, jobs: Sequence[str] = ()
+    store: Store,
+    *,
+    since: datetime | None = None,
+    jobs: Sequence[str] = (),
+    tags: Sequence[tuple[str, str | None]] = (),
 ) -> list[dict[str, Any]]:
     """Per-job figures over the window: counts, failure rate, p50/p95/max, streak, last success.
 
     Percentiles are nearest-rank, found by walking the (job, duration_ms) index with an OFFSET:
     the same answer on every backend, without sorting the table.
     """
-    in_window = [runs.c.started_at >= since] if since is not None else []
+    scope = tag_conditions(tags) + ([runs.c.started_at >= since] if since is not None else [])
+    in_window = list(scope)
     if jobs:
         in_window.append(runs.c.job.in_(list(jobs)))
     result: dict[str, JobStats] = {}
@@ -245,15 +269,13 @@ def stats(
         for st in result.values():
             finished = st.completed + st.failed
             st.failure_rate = round(st.failed / finished, 4) if finished else None
-            _percentiles(conn, st, since)
-            _recent(conn, st, since)
+            _percentiles(conn, st, scope)
+            _recent(conn, st, scope)
     return [result[job].as_dict() for job in sorted(result)]
 
 
-def _percentiles(conn: Any, st: JobStats, since: datetime | None) -> None:
-    base = [runs.c.job == st.job, runs.c.duration_ms.is_not(None)]
-    if since is not None:
-        base.append(runs.c.started_at >= since)
+def _percentiles(conn: Any, st: JobStats, scope: list[Any]) -> None:
+    base = [runs.c.job == st.job, runs.c.duration_ms.is_not(None), *scope]
     n = conn.execute(select(func.count()).select_from(runs).where(*base)).scalar_one()
     if not n:
         return
@@ -270,10 +292,8 @@ def _percentiles(conn: Any, st: JobStats, since: datetime | None) -> None:
         setattr(st, attr, int(value) if value is not None else None)
 
 
-def _recent(conn: Any, st: JobStats, since: datetime | None) -> None:
-    base = [runs.c.job == st.job]
-    if since is not None:
-        base.append(runs.c.started_at >= since)
+def _recent(conn: Any, st: JobStats, scope: list[Any]) -> None:
+    base = [runs.c.job == st.job, *scope]
     newest = select(runs.c.status, runs.c.started_at).where(*base)
     newest = newest.order_by(*NEWEST_FIRST)
     last = conn.execute(newest.limit(1)).first()

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Text, cast, delete, func, insert, select
 
 from runstore.errors import StoreError
-from runstore.store.schema import FINISHED_STATUSES, RunStatus, events, runs
+from runstore.store.schema import FINISHED_STATUSES, RunStatus, events, run_metrics, run_tags, runs
 from runstore.store.store import Store
 
 # A run that ended by itself; `abandoned` is the reaper's guess and may be corrected by a copy.
@@ -91,15 +91,22 @@ def copy_history(source: Store, target: Store, progress: Progress | None = None)
 
 
 def _copy_run(source: Store, target: Store, run: dict[str, Any], replace_pk: int | None) -> int:
-    """Copy one run and its events in one target transaction; returns the events copied."""
+    """Copy one run, its tags, metrics and events in one target transaction; returns the events
+    copied."""
     values = {k: v for k, v in run.items() if k != "id"}
+    labels = _rows_of(source, run_tags, run["id"])
+    measured = _rows_of(source, run_metrics, run["id"])
 
     def work(conn: Connection) -> int:
         if replace_pk is not None:
-            conn.execute(delete(events).where(events.c.run_pk == replace_pk))
+            for table in (events, run_tags, run_metrics):
+                conn.execute(delete(table).where(table.c.run_pk == replace_pk))
             conn.execute(delete(runs).where(runs.c.id == replace_pk))
         key = conn.execute(insert(runs).values(**values)).inserted_primary_key
         assert key is not None
+        for table, rows in ((run_tags, labels), (run_metrics, measured)):
+            if rows:
+                conn.execute(insert(table), [{**row, "run_pk": key[0]} for row in rows])
         copied = 0
         for batch in _event_batches(source, run["id"]):
             target.insert_numbered_events(conn, key[0], batch)
@@ -107,6 +114,14 @@ def _copy_run(source: Store, target: Store, run: dict[str, Any], replace_pk: int
         return copied
 
     return target.write(work)
+
+
+def _rows_of(source: Store, table: Any, run_pk: int) -> list[dict[str, Any]]:
+    """A run's rows of ``table`` (its tags, its metrics), without their own keys."""
+    columns = [c for c in table.c if c.name not in ("id", "run_pk")]
+    with source.read() as conn:
+        query = select(*columns).where(table.c.run_pk == run_pk)
+        return [dict(row) for row in conn.execute(query).mappings()]
 
 
 def _event_batches(source: Store, run_pk: int) -> Iterable[list[tuple[Any, ...]]]:

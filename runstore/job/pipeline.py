@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from runstore.errors import Cancelled, InputError, OutputError
@@ -21,7 +21,7 @@ from runstore.files import (
     refuse_clashes,
 )
 from runstore.job.textinput import count_items, iter_items, open_input
-from runstore.record.ids import check_job, check_run_id
+from runstore.record.ids import check_job, check_run_id, check_tags
 from runstore.record.logger import Echo, RunLogger
 from runstore.signals import cancel_on_signals
 from runstore.store.location import resolve_db, store_files
@@ -119,6 +119,7 @@ def run_job(
     verbose: bool = False,
     echo: Echo | None = None,
     on_start: Callable[[int], Progress | None] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """``runstore run``: the line-processing job as one recorded run.
 
@@ -133,13 +134,15 @@ def run_job(
     check_job(job)
     if run_id is not None:
         check_run_id(run_id)
+    tags = check_tags(tags or {})
     refuse_clashes(
         {"--output": output_path, "--log": log_path},
         inputs={"--input": input_path},
         store_files=store_files(resolve_db(db)),
     )
     store = Store.open(db)
-    run = RunLogger(job, run_id, store=store, log_path=log_path, verbose=verbose, echo=echo)
+    run = RunLogger(job, run_id, store=store, log_path=log_path, verbose=verbose, echo=echo,
+                    tags=tags)  # fmt: skip
     try:
         with cancel_on_signals(), run:
             try:

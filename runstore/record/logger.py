@@ -20,7 +20,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from time import time_ns
@@ -38,7 +38,14 @@ from runstore.errors import (
 )
 from runstore.files import refuse_clashes
 from runstore.record.batcher import EVENTS_PER_FLUSH, FLUSH_INTERVAL_S, Batcher
-from runstore.record.ids import check_job, check_run_id, new_run_id
+from runstore.record.ids import (
+    check_job,
+    check_metric,
+    check_run_id,
+    check_tags,
+    new_run_id,
+    tags_from_env,
+)
 from runstore.record.runlog import run_summary
 from runstore.redact import command_line, redact_text
 from runstore.signals import critical
@@ -93,6 +100,10 @@ class _Events:
             raise ValueError(f"event type must be 1-{MAX_EVENT_TYPE} characters")
         if message is not None:
             message = storable_text(message)
+        if event_type == "metric":  # its data is a row of run_metrics too
+            data = (
+                metric_data(data.get("name"), data.get("value"), data.get("step")) if data else {}
+            )
         self.log_event_json(event_type, to_json(data) if data else None, level, message, ts=ts)
 
     def log_event_json(
@@ -130,6 +141,15 @@ class _Events:
         """An error: recorded and flushed at once. A run with errors finishes as failed."""
         self.log_event("error", {"message": message, **details}, level="error", message=message)
 
+    def log_metric(
+        self, name: str, value: float, step: int | None = None, *, ts: int | None = None
+    ) -> None:
+        """Record a number the run produced (rows loaded, bytes backed up), with its ``step``
+        if it has several: a row of the run's metrics, charted over the job's runs (``runstore
+        metric JOB NAME``, the UI's job page), and a ``metric`` event in its timeline."""
+        data = metric_data(name, value, step)
+        self.log_event_json("metric", to_json(data), message=f"{name} = {data['value']}", ts=ts)
+
     def flush(self) -> None:
         """Write pending events (and the heartbeat) now."""
         self._batch.flush()
@@ -164,6 +184,27 @@ class _Events:
         return self._closed
 
 
+def metric_data(name: Any, value: Any, step: Any = None) -> dict[str, Any]:
+    """A ``metric`` event's data, checked: a name, a finite number, a whole-number step."""
+    number: float = check_metric(name, value, step)
+    data = {"name": name, "value": value if isinstance(value, int) else number}
+    return data if step is None else {**data, "step": step}
+
+
+def inherited_tags() -> dict[str, str]:
+    """The tags of ``RUNSTORE_TAGS`` (``env=prod,team=data``); a malformed entry is left out,
+    with a warning: recording never fails over it."""
+    import warnings
+
+    from runstore.errors import StoreWarning
+
+    tags, bad = tags_from_env(os.environ.get(env.TAGS))
+    if bad:
+        warnings.warn(f"{env.TAGS}: left out {', '.join(map(repr, bad))} (KEY=VALUE, "
+                      "comma-separated)", StoreWarning, stacklevel=3)  # fmt: skip
+    return tags
+
+
 class RunLogger(_Events):
     """Record one run of ``job`` into ``store`` (or the store named by ``db``)."""
 
@@ -182,10 +223,13 @@ class RunLogger(_Events):
         flush_interval: float = FLUSH_INTERVAL_S,
         started_data: dict[str, Any] | None = None,
         started: tuple[datetime, float] | None = None,
+        tags: Mapping[str, object] | None = None,
     ) -> None:
         """``started`` is when the run began, as (UTC time, ``time.monotonic()``), if earlier
-        than now: a wrapper that waited for a busy store before the run row could be written."""
+        than now: a wrapper that waited for a busy store before the run row could be written.
+        ``tags`` label the run (``{"env": "prod"}``), after those of ``RUNSTORE_TAGS``."""
         check_job(job)
+        self.tags = inherited_tags() | check_tags(tags or {})
         self.store = store if store is not None else Store.open(db)
         if log_path is not None:  # run_log.json must never land on the store
             refuse_clashes({"log_path": log_path}, store_files=store_files(self.store.url))
@@ -226,7 +270,7 @@ class RunLogger(_Events):
         }
         while True:
             try:
-                return self.store.create_run(values)
+                return self.store.create_run(values, self.tags)
             except DuplicateRunId:
                 if not generated:
                     raise

@@ -50,9 +50,12 @@ def run_summary(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_header(run: dict[str, Any]) -> dict[str, Any]:
-    """The run-level keys of run_log.json: the summary, and where the run ran."""
-    return {**run_summary(run), "host": run["host"], "command": run["command"]}
+def run_header(run: dict[str, Any], store: Store | None = None) -> dict[str, Any]:
+    """The run-level keys of run_log.json: the summary, where the run ran, and its tags (when
+    it has any, read from ``store``)."""
+    header = {**run_summary(run), "host": run["host"], "command": run["command"]}
+    tags = store.run_tags(run["id"]) if store is not None else {}
+    return {**header, "tags": tags} if tags else header
 
 
 def event_lines(store: Store, run: dict[str, Any], more: Iterable[EventLine] = ()) -> Iterator[str]:
@@ -74,7 +77,7 @@ def event_lines(store: Store, run: dict[str, Any], more: Iterable[EventLine] = (
 def write_run_log(
     out: TextIO, store: Store, run: dict[str, Any], more: Iterable[EventLine] = ()
 ) -> None:
-    header = json.dumps(run_header(run), indent=2, ensure_ascii=False)
+    header = json.dumps(run_header(run, store), indent=2, ensure_ascii=False)
     out.write(header[:-2])  # drop the closing "\n}" to append the events
     out.write(',\n  "events": [')
     wrote = write_joined(out, event_lines(store, run, more), ",\n    ", first="\n    ")
@@ -83,7 +86,7 @@ def write_run_log(
 
 def write_run_log_line(out: TextIO, store: Store, run: dict[str, Any]) -> None:
     """The same document on one line: the ``export --jsonl`` form."""
-    header = json.dumps(run_header(run), ensure_ascii=False)
+    header = json.dumps(run_header(run, store), ensure_ascii=False)
     out.write(header[:-1])
     out.write(', "events": [')
     write_joined(out, event_lines(store, run), ", ")

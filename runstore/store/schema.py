@@ -17,6 +17,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -30,11 +31,20 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from runstore.store.limits import LEVELS, MAX_ERROR_SUMMARY, MAX_EVENT_TYPE, MAX_JOB, MAX_RUN_ID
+from runstore.store.limits import (
+    LEVELS,
+    MAX_ERROR_SUMMARY,
+    MAX_EVENT_TYPE,
+    MAX_JOB,
+    MAX_METRIC,
+    MAX_RUN_ID,
+    MAX_TAG_KEY,
+    MAX_TAG_VALUE,
+)
 
 # The Alembic revision this code writes; a store at any other revision is upgraded or refused.
-SCHEMA_REVISION = "0003"
-KNOWN_REVISIONS = ("0001", "0002", "0003")
+SCHEMA_REVISION = "0004"
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
 
 
 class RunStatus(str, Enum):
@@ -129,6 +139,7 @@ runs = Table(
     Column("max_rss_kb", BigInteger),
     Column("cpu_user_ms", BigInteger),
     Column("cpu_system_ms", BigInteger),
+    Column("attempts", Integer),  # exec --retries: how many times the command ran
     UniqueConstraint("run_id"),
     CheckConstraint(f"status IN ({_status_list})", name="status"),
 )
@@ -202,6 +213,37 @@ notifications = Table(
 )
 Index("ix_notifications_job_created_at", notifications.c.job, notifications.c.created_at)
 
+# Labels of a run (``--tag env=prod``): a key once per run.
+run_tags = Table(
+    "run_tags",
+    _metadata,
+    Column("run_pk", Id, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(MAX_TAG_KEY), primary_key=True),
+    Column("value", String(MAX_TAG_VALUE), nullable=False),
+)
+Index("ix_run_tags_key_value", run_tags.c.key, run_tags.c.value)  # history --tag k=v
+
+# The numbers a run reports (``log_metric``), each with its step and when it came.
+run_metrics = Table(
+    "run_metrics",
+    _metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_pk", Id, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(MAX_METRIC), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("step", BigInteger),
+    Column("ts", UtcDateTime(), nullable=False),
+)
+Index("ix_run_metrics_run_pk_name", run_metrics.c.run_pk, run_metrics.c.name)  # runstore metric
+
+# Output lines and event messages are searched (history --grep) through an index that the
+# schema's tables cannot declare: an FTS5 table with the trigram tokenizer kept by triggers on
+# SQLite, a pg_trgm GIN index on PostgreSQL (see store.search); migrations create them, and
+# Alembic's comparison leaves these names alone.
+SEARCH_OBJECTS = ("events_search", "events_search_data", "events_search_idx",
+                  "events_search_content", "events_search_docsize", "events_search_config",
+                  "ix_events_search")  # fmt: skip
+
 # Documented views: part of the public contract for ad hoc SQL. Migrations create them from
 # these definitions (copied into the revision, so history stays fixed); changing one means a new
 # revision that drops and recreates it. Portable SQL: the same text runs on SQLite and PostgreSQL.
@@ -249,6 +291,14 @@ GROUP BY r.job
 """,
 }
 _metadata.info["views"] = tuple(VIEWS)
+
+
+def compared(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Which of a database's objects Alembic holds against this schema: not the views (created
+    by migrations as SQL, not tables) nor the search index's tables and index."""
+    if reflected and type_ == "table" and name in VIEWS:
+        return False
+    return not (reflected and name in SEARCH_OBJECTS)
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import stat
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -41,8 +41,15 @@ from runstore.store.location import (
     sqlite_path,
 )
 from runstore.store.migrate import ensure_schema, read_revision
-from runstore.store.schema import NEWEST_FIRST, SCHEMA_REVISION, events, runs
-from runstore.store.timestamps import server_time, sqlite_time
+from runstore.store.schema import (
+    NEWEST_FIRST,
+    SCHEMA_REVISION,
+    events,
+    run_metrics,
+    run_tags,
+    runs,
+)
+from runstore.store.timestamps import datetime_from_ns, server_time, sqlite_time
 
 T = TypeVar("T")
 
@@ -182,8 +189,9 @@ class Store:
 
     # -- runs ------------------------------------------------------------------------------------
 
-    def create_run(self, values: dict[str, Any]) -> int:
-        """Insert a run row; refuse a run id that is already taken. Returns the run's key."""
+    def create_run(self, values: dict[str, Any], tags: Mapping[str, str] | None = None) -> int:
+        """Insert a run row and its tags; refuse a run id that is already taken. Returns the
+        run's key."""
 
         def work(conn: Connection) -> int:
             taken = conn.execute(select(runs.c.id).where(runs.c.run_id == values["run_id"]))
@@ -191,6 +199,9 @@ class Store:
                 raise DuplicateRunId(values["run_id"])
             key = conn.execute(insert(runs).values(**values)).inserted_primary_key
             assert key is not None
+            if tags:
+                rows = [{"run_pk": key[0], "key": k, "value": v} for k, v in tags.items()]
+                conn.execute(insert(run_tags), rows)
             return int(key[0])
 
         try:
@@ -235,7 +246,10 @@ class Store:
                 self._insert_events_sql,
                 list(zip(repeat(run_pk), count(first), db_times, types, levels, messages, data)),
             )
+            if measured:
+                conn.execute(insert(run_metrics), measured)
 
+        measured = _metric_rows(run_pk, types, data, times) if "metric" in types else []
         self.write(work)
 
     def insert_numbered_events(
@@ -300,6 +314,11 @@ class Store:
         )
         with self.read() as conn:
             return conn.execute(query).scalar()
+
+    def run_tags(self, run_pk: int) -> dict[str, str]:
+        query = select(run_tags.c.key, run_tags.c.value).where(run_tags.c.run_pk == run_pk)
+        with self.read() as conn:
+            return {key: value for key, value in conn.execute(query.order_by(run_tags.c.key))}
 
     def find_run(self, ref: str) -> dict[str, Any]:
         """A run by its exact id, else by a unique prefix of it."""
@@ -503,3 +522,24 @@ def _check_directory(path: Path) -> None:
         raise StoreError(f"cannot create the store at {path}: Not a directory") from None
     except OSError as exc:
         raise StoreError(f"cannot create the store at {path}: {exc.strerror}") from exc
+
+
+def _metric_rows(
+    run_pk: int, types: Sequence[str], data: Sequence[str | None], times: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """The ``run_metrics`` rows of a batch's ``metric`` events (written with the events, in
+    one transaction): their data is ``{"name", "value", "step"?}``, checked when logged."""
+    import json
+
+    rows = []
+    for event_type, text, ts in zip(types, data, times):
+        if event_type != "metric" or text is None:
+            continue
+        try:
+            fields = json.loads(text)
+            name, value, step = fields["name"], float(fields["value"]), fields.get("step")
+        except (ValueError, TypeError, KeyError):
+            continue  # not a metric's data (logged raw): an event only
+        rows.append({"run_pk": run_pk, "name": name, "value": value, "step": step,
+                     "ts": ts if isinstance(ts, datetime) else datetime_from_ns(ts)})  # fmt: skip
+    return rows

@@ -10,12 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from runstore.store.schema import metadata
-
-
-def _include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
-    # Views are created by migrations with op.execute; reflection must not mistake them for tables.
-    return not (type_ == "table" and reflected and name in metadata.info.get("views", ()))
+from runstore.store.schema import compared, metadata
 
 
 def run_migrations(connection: Connection) -> None:
@@ -24,7 +19,7 @@ def run_migrations(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=True,  # SQLite can only ALTER by copying tables
         compare_type=True,
-        include_object=_include_object,
+        include_object=compared,
     )
     with context.begin_transaction():
         context.run_migrations()
