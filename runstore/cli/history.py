@@ -23,7 +23,7 @@ from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption, Wide
 from runstore.history import HISTORY_FIELDS, HISTORY_LIMIT
 
 if TYPE_CHECKING:
-    from runstore.store.store import Store
+    from runstore.store.store import EventFilter, Store
 
 HISTORY_COLUMNS = [
     Column("run_id", "RUN", "id"),
@@ -233,6 +233,16 @@ def _the_run(store: Store, run: str | None, last: bool) -> dict[str, Any]:
     return store.find_run(run)
 
 
+FollowOption = Annotated[
+    bool,
+    typer.Option(
+        "--follow",
+        "-f",
+        help="Go on printing what the run adds until it ends (Ctrl-C stops following).",
+    ),
+]
+
+
 @app.command()
 def show(
     run: RunArgument = None,
@@ -262,17 +272,26 @@ def show(
         bool, typer.Option("--jsonl", help="The events only, one JSON object per line.")
     ] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="The events only, as CSV.")] = False,
+    follow: FollowOption = False,
     wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
     """Show one run: its fields, then its events as a timeline (streamed, whatever its size).
 
+    With --follow, a running run's events are printed as they are stored, until it ends (as
+    lines, or with --jsonl as JSON objects).
+
     Example: `runstore show 20261128-0301 --level warning`
+
+    Example: `runstore show --last --follow --level warning`
     """
     from runstore.cli.output import Format, choose_format, emit, emit_record, paged
-    from runstore.history.queries import event_filter, iter_event_json
+    from runstore.cli.table import terminal_width
+    from runstore.history.queries import event_filter, event_json, iter_event_json
 
     fmt = choose_format(as_json, as_jsonl, as_csv)
+    if follow and fmt in (Format.JSON, Format.CSV):
+        fail("--follow prints events as they come: use it with --jsonl, or alone", 2)
     only = event_filter(min_level=level, types=event_type or (), tail=tail)
     store = open_store(db)
     record = _the_run(store, run, last)
@@ -281,17 +300,37 @@ def show(
     if fmt is Format.JSON:
         _write_run_json(sys.stdout, fields, iter_event_json(store, record["id"], only))
     elif fmt is Format.JSONL:
-        for text in iter_event_json(store, record["id"], only):
+        for text in event_json(_events(store, record["id"], only, follow, sys.stdout)):
             sys.stdout.write(text)
             sys.stdout.write("\n")
     elif fmt is Format.CSV:
         emit(store.iter_event_rows(record["id"], only), MACHINE_EVENT_COLUMNS, fmt)
+    elif follow:
+        emit_record(_shown_run(fields), fmt, RUN_KINDS, wide=wide)
+        rows = _shown_events(_events(store, record["id"], only, True, sys.stdout))
+        _follow_lines(rows, sys.stdout, None if wide or fmt is Format.TEXT else terminal_width())
     else:
         rows = _shown_events(store.iter_event_rows(record["id"], only))
         with paged(fmt is Format.TABLE) as out:
             emit_record(_shown_run(fields), fmt, RUN_KINDS, out=out, wide=wide)
             out.write("\n")
             emit(rows, EVENT_COLUMNS, fmt, out=out, wide=wide, plain=True)
+
+
+def _follow_lines(rows: Iterable[tuple[Any, ...]], out: TextIO, width: int | None) -> None:
+    """Events as they come, each on a line of fixed columns (a table cannot wait for its widths),
+    cut to ``width`` when given."""
+    from runstore.cli.table import ELLIPSIS, cell, plain_cell
+
+    out.write(f"\n{'SEQ':>5}  {'TIME':<23}  {'LEVEL':<7}  {'TYPE':<16}  MESSAGE  DATA\n")
+    for seq, ts, level, event_type, message, data in rows:
+        line = (
+            f"{seq:>5}  {cell(ts, 'time_ms'):<23}  {level:<7}  {plain_cell(event_type):<16}  "
+            f"{plain_cell(message)}  {plain_cell(data)}"
+        ).rstrip()
+        if width is not None and len(line) > width:
+            line = line[: width - 1] + ELLIPSIS
+        out.write(line + "\n")
 
 
 def _write_run_json(out: TextIO, fields: dict[str, Any], events: Iterable[str]) -> None:
@@ -355,19 +394,23 @@ def logs(
     stream: Annotated[
         str | None, typer.Option("--stream", help="Only this stream: stdout or stderr.")
     ] = None,
+    follow: FollowOption = False,
     db: DbOption = None,
 ) -> None:
     """Print a run's stored output as plain text, in the order it was written.
 
     Output is what `runstore exec` captured of its command's stdout and stderr (lines over the
-    size limit are stored cut). At a terminal control characters are shown escaped.
+    size limit are stored cut). At a terminal control characters are shown escaped. With
+    --follow, a running run's output is printed as it is stored, until the run ends.
 
     Example: `runstore logs --last --stream stderr`
+
+    Example: `runstore logs --last --follow`
     """
     import json
 
     from runstore.cli.output import paged
-    from runstore.history.queries import event_filter, iter_events
+    from runstore.history.queries import event_filter
     from runstore.humanize import escape_controls
 
     only = event_filter(types=("output",), stream=stream)
@@ -375,15 +418,32 @@ def logs(
     record = _the_run(store, run, last)
     at_terminal = sys.stdout.isatty()
     written = 0
-    with paged(at_terminal) as out:
-        for event in iter_events(store, record["id"], only):
-            line = json.loads(event["data"]).get("line", "") if event["data"] else ""
+    with paged(at_terminal and not follow) as out:
+        for row in _events(store, record["id"], only, follow, out):
+            line = json.loads(row[5]).get("line", "") if row[5] else ""
             out.write(escape_controls(line) if at_terminal else line)
             out.write("\n")
             written += 1
     if not written and at_terminal:
         what = f"{stream} output" if stream else "output"
         print(f"run {record['run_id']} has no stored {what}", file=sys.stderr)
+
+
+def _events(
+    store: Store, run_pk: int, only: EventFilter, follow: bool, out: TextIO
+) -> Iterator[tuple[Any, ...]]:
+    """A run's events as ``Store.iter_event_rows`` gives them: those stored, or (``follow``)
+    those too that it adds until it ends; Ctrl-C stops following, quietly (exit 130)."""
+    if not follow:
+        yield from store.iter_event_rows(run_pk, only)
+        return
+    from runstore.history.follow import follow_events
+
+    try:
+        yield from follow_events(store, run_pk, only, waiting=out.flush)
+    except KeyboardInterrupt:
+        out.flush()
+        raise typer.Exit(130) from None
 
 
 @app.command()

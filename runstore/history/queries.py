@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -167,8 +167,13 @@ def iter_events(store: Store, run_pk: int, only: EventFilter) -> Iterator[dict[s
 def iter_event_json(store: Store, run_pk: int, only: EventFilter) -> Iterator[str]:
     """A run's events in order as JSON object texts (keys as EVENT_FIELDS), the stored data
     spliced in unparsed: the fast path behind ``show --json/--jsonl``."""
+    return event_json(store.iter_event_rows(run_pk, only))
+
+
+def event_json(rows: Iterable[tuple[Any, ...]]) -> Iterator[str]:
+    """Events as ``Store.iter_event_rows`` gives them, as JSON object texts (see above)."""
     quoted: dict[str, str] = {}  # types and levels repeat: encode each once
-    for seq, ts, event_type, level, message, data in store.iter_event_rows(run_pk, only):
+    for seq, ts, event_type, level, message, data in rows:
         etype = quoted.get(event_type)
         if etype is None:
             etype = quoted[event_type] = json.dumps(event_type)
