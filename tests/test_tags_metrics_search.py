@@ -252,3 +252,13 @@ def test_an_output_line_with_a_nul_byte_is_stored_and_searchable(db, cli):
         run.log_event("output", {"stream": "stdout", "line": "plain words here"})
     assert run_row(db, "nul")["event_count"] >= 4
     assert run_ids(jsonl(ok(cli("history", "--grep", "words here", "--jsonl")))) == ["nul"]
+
+
+def test_data_keys_named_like_an_event_s_own_fields_stay_data_inside_exec(db):
+    script = f"""{RUNSTORE} event typed --data '{{"type": "foo", "level": "error"}}'"""
+    done = runstore(db, "exec", "--run-id", "own", "--", "sh", "-c", script)
+    assert done.returncode == 0, done.stderr
+    [event] = recorded_events(db, "own", "log")
+    assert (event["level"], event["data"]) == ("info", {"message": "typed", "type": "foo",
+                                                        "level": "error"})  # fmt: skip
+    assert run_row(db, "own")["error_count"] == 0

@@ -240,7 +240,9 @@ def event(
     lines = [encode(METRIC, "info", None, fields) for fields in metric_fields]
     if message is not None:
         lines.insert(0, encode(kind, level.value, message, {"message": message, **fields}))
-    if run_id is None and db is None and "message" not in fields and send(b"".join(lines)):
+    own = ("type", "level", "message")  # on the channel these would be the event's own fields
+    direct = run_id is not None or db is not None or any(key in fields for key in own)
+    if not direct and send(b"".join(lines)):
         leave(0)  # on its way down the events channel of the run we are in
     try:
         from runstore.record.logger import RunLogger
