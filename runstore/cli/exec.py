@@ -23,7 +23,7 @@ from runstore.cli._app import (
     parse_tags,
     warn,
 )
-from runstore.exec import HEAD_LINES, KILL_AFTER_S, TAIL_LINES
+from runstore.exec import HEAD_LINES, KILL_AFTER_S, MAX_RETRIES, RETRY_DELAY_S, TAIL_LINES
 from runstore.humanize import format_duration
 
 # Everything after the options is the command, its own options included: `exec ls -l` works.
@@ -83,6 +83,29 @@ def exec_(
         ),
     ] = TAIL_LINES,
     tags: TagOption = None,
+    retries: Annotated[
+        int,
+        typer.Option(
+            "--retries",
+            min=0,
+            max=MAX_RETRIES,
+            metavar="N",
+            help="Run CMD again when it fails, up to N more times: one run, every attempt in it.",
+        ),
+    ] = 0,
+    retry_delay: Annotated[
+        str,
+        typer.Option("--retry-delay", metavar="DURATION", help="Wait between attempts: 30s, 5m."),
+    ] = format_duration(RETRY_DELAY_S),
+    retry_on: Annotated[
+        str | None,
+        typer.Option(
+            "--retry-on",
+            metavar="CODES",
+            help="Retry only on these exit codes (1,75). Default: any failure.",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Run CMD as a recorded run: same output, same exit code, same signals.
@@ -101,6 +124,11 @@ def exec_(
     is `cancelled`. If the store cannot be written, CMD still runs and keeps its exit code; one
     warning says so. With --quiet, CMD's output is held in a temporary file and shown only if
     CMD fails.
+
+    With --retries, a failed CMD runs again after --retry-delay (a timeout counts as a
+    failure; CMD not found, or cancelled, does not): the attempts are one run, each attempt's
+    events carry its number, and the run's outcome, exit code and alerts are the last
+    attempt's.
 
     Exit codes: CMD's own; 128+N when CMD dies of signal N; 124 on --timeout; 126 when CMD
     cannot be executed; 127 when it is not found; 2 for a bad runstore option.
@@ -124,6 +152,9 @@ def exec_(
         head_lines=head_lines,
         tail_lines=tail_lines,
         tags=parse_tags(tags),
+        retries=retries,
+        retry_delay=parse_duration(retry_delay, "--retry-delay"),
+        retry_on=_exit_codes(retry_on) if retry_on is not None else None,
     )
     options = replace(options, log_path=_usable_log(log, db))
     result = run_command(command, options, warn=warn, note=None if quiet else note)
@@ -133,6 +164,21 @@ def exec_(
         alert_after_run(db, result.job)
     exit_on_signal(result.exit_code)
     leave(result.exit_code)
+
+
+def _exit_codes(text: str) -> tuple[int, ...]:
+    """``1,75`` as exit codes."""
+    from runstore.errors import UsageError
+
+    try:
+        codes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(
+            f"--retry-on: exit codes, comma-separated, such as 1,75 (got {text!r})"
+        ) from None
+    if not all(0 < code < 256 for code in codes):
+        raise UsageError(f"--retry-on: exit codes are 1 to 255 (got {text!r})")
+    return codes
 
 
 def _usable_log(log: Path | None, db: str | None) -> Path | None:

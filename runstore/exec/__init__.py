@@ -11,3 +11,6 @@ HEAD_LINES = 200
 TAIL_LINES = 800
 # After --timeout's SIGTERM, how long the command has before SIGKILL.
 KILL_AFTER_S = 5.0
+# --retries: at most this many; --retry-delay: this long by default.
+MAX_RETRIES = 100
+RETRY_DELAY_S = 10.0

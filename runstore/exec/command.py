@@ -31,7 +31,7 @@ from typing import Any
 from runstore import env
 from runstore.channel import Channel, LineSplitter, decode
 from runstore.errors import UsageError
-from runstore.exec import HEAD_LINES, KILL_AFTER_S, TAIL_LINES, outcome
+from runstore.exec import HEAD_LINES, KILL_AFTER_S, MAX_RETRIES, RETRY_DELAY_S, TAIL_LINES, outcome
 from runstore.exec.capture import STDERR, STDOUT, Line, OutputCapture, Spool
 from runstore.exec.child import Child, take_signals
 from runstore.exec.naming import default_job_name
@@ -73,6 +73,9 @@ class ExecOptions:
     start_wait: float = START_WAIT_S
     finish_wait: float = FINISH_WAIT_S
     tags: Mapping[str, str] = field(default_factory=dict)
+    retries: int = 0  # attempts after the first, when it fails
+    retry_delay: float = RETRY_DELAY_S
+    retry_on: tuple[int, ...] | None = None  # the exit codes worth a retry; None: any failure
 
     def __post_init__(self) -> None:
         """Bad values are usage errors, found before anything runs."""
@@ -83,6 +86,12 @@ class ExecOptions:
         object.__setattr__(self, "tags", check_tags(self.tags))
         if self.timeout is not None and self.timeout <= 0:
             raise UsageError("must be longer than zero", field="timeout")
+        if not 0 <= self.retries <= MAX_RETRIES:
+            raise UsageError(f"must be 0 to {MAX_RETRIES}", field="retries")
+        if self.retry_delay < 0:
+            raise UsageError("must not be negative", field="retry_delay")
+        if self.retry_on is not None and not all(0 < code < 256 for code in self.retry_on):
+            raise UsageError("exit codes are 1 to 255", field="retry_on")
 
 
 @dataclass
@@ -147,6 +156,7 @@ class Execution:
             started=self.started,
             tags=options.tags,
         )
+        self.attempt = 1
         self.cancel_signal: int | None = None
         self.signal_events = 0
         self.timed_out = self.killed = False
@@ -238,7 +248,26 @@ class Execution:
         if self.cancel_signal is not None:
             reason = f"cancelled by {signal_name(self.cancel_signal)} before the command started"
             return self._end(Outcome(128 + self.cancel_signal, "cancelled", reason))
-        problem = self.child.spawn(self._environment())
+        environment = self._environment()
+        while True:
+            ended = self._attempt(environment)
+            if isinstance(ended, ExecResult):
+                return ended
+            ending, events, usage = ended
+            if not self._retrying(ending):
+                return self._end(ending, events=events, usage=usage)
+            for message in events:  # this attempt's end, stored before the next one starts
+                self.recorder.inbox.put(message)
+            cancelled = self._before_the_next_attempt(ending)
+            if cancelled is not None:
+                return self._end(cancelled)
+
+    def _attempt(
+        self, environment: dict[str, str]
+    ) -> ExecResult | tuple[Outcome, list[OutputLine | Event], dict[str, Any]]:
+        """Run the command once: how it ended, the events that close its attempt and its
+        resource use; or, when it cannot be started, the run's result."""
+        problem = self.child.spawn(environment)
         if problem is not None:
             code, message = problem[0], redact_text(problem[1])  # argv[0] may hold a secret
             self.record(Event("error", {"message": message}, "error", message))
@@ -246,6 +275,8 @@ class Execution:
         started: dict[str, Any] = {"pid": self.child.pid, "process_group": self.child.own_group}
         if self.options.timeout is not None:
             started["timeout_s"] = self.options.timeout
+        if self.options.retries:
+            started["attempt"] = self.attempt
         # flushed: before anything the command itself records
         self.record(Event("process_started", started, "info", f"started {self.argv[0]}", True))
         wake_r, wake_w = os.pipe()
@@ -261,6 +292,39 @@ class Execution:
             os.close(wake_r)
             os.close(wake_w)
         return self._ended()
+
+    def _retrying(self, ending: Outcome) -> bool:
+        """Whether a failed attempt is tried again: attempts are left, nobody cancelled the
+        run, and its exit code is one of --retry-on (any failure without it)."""
+        options = self.options
+        if ending.exit_code == 0 or self.attempt > options.retries:
+            return False
+        if self.cancel_signal is not None:
+            return False
+        return options.retry_on is None or ending.exit_code in options.retry_on
+
+    def _before_the_next_attempt(self, ending: Outcome) -> Outcome | None:
+        """Say why the command runs again, wait --retry-delay, and make ready a fresh attempt;
+        the run's outcome instead when a cancel signal comes while waiting."""
+        total, delay = self.options.retries + 1, self.options.retry_delay
+        why = ending.reason or f"exit code {ending.exit_code}"
+        message = f"attempt {self.attempt} of {total} failed ({why})"
+        message += f"; trying again in {format_duration(delay)}" if delay else "; trying again"
+        data = {"attempt": self.attempt, "exit_code": ending.exit_code, "delay_s": delay}
+        self.record(Event("retry", data, "warning", message, flush=True))
+        self.note(message)
+        deadline = time.monotonic() + delay
+        while self.cancel_signal is None and time.monotonic() < deadline:
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        if self.cancel_signal is not None:
+            name, code = signal_name(self.cancel_signal), 128 + self.cancel_signal
+            return Outcome(code, "cancelled", f"cancelled by {name} after attempt {self.attempt}")
+        self.attempt += 1
+        self.child = Child(self.argv)
+        self.capture = OutputCapture(self.options.head_lines, self.options.tail_lines)
+        self.timed_out = self.killed = False
+        self.last_error_line = None
+        return None
 
     def _environment(self) -> dict[str, str]:
         """The command's environment: the recorder's, and the events channel."""
@@ -354,7 +418,7 @@ class Execution:
 
     # -- the end ---------------------------------------------------------------------------------
 
-    def _ended(self) -> ExecResult:
+    def _ended(self) -> tuple[Outcome, list[OutputLine | Event], dict[str, Any]]:
         child, options = self.child, self.options
         tail = self.capture.tail()
         ending = outcome.classify_exit(
@@ -371,11 +435,12 @@ class Execution:
         usage = outcome.resource_use(child.rusage, child.rss_at_spawn_kb, child.sampled_rss_kb)
         *omitted, exited = outcome.closing_events(self.capture, tail, child.wait_status, usage)
         events = _in_time_order(tail, list(self._held), omitted)
+        self._held.clear()
         kind, data, say = exited
+        if options.retries:
+            data["attempt"] = self.attempt
         events.append(Event(kind, data, "info", say))
-        if self.spool is not None and ending.exit_code != 0:
-            self.spool.replay(self._replay_write, self._replay_note)
-        return self._end(ending, events=events, usage=usage)
+        return ending, events, usage
 
     def _replay_write(self, fd_index: int, data: bytes) -> None:
         with contextlib.suppress(OSError):
@@ -392,10 +457,14 @@ class Execution:
         usage: dict[str, Any] | None = None,
         spawn_error: str | None = None,
     ) -> ExecResult:
+        if self.spool is not None and ending.exit_code != 0:
+            self.spool.replay(self._replay_write, self._replay_note)
         exited = self.child.exited_clock
         duration_ms = int(((exited or time.monotonic()) - self.started[1]) * 1000)
         columns = {k: v for k, v in (usage or {}).items() if k != "max_rss_source"}
         extra = {"signal": ending.signal, "duration_ms": duration_ms, **columns}
+        if self.options.retries:
+            extra["attempts"] = self.attempt
         finish = Finish(events or [], ending.status, ending.exit_code, ending.reason, extra)
         self.recorder.inbox.put(finish)
         unrecorded = self.recorder.wait(self.options.finish_wait)
