@@ -45,6 +45,13 @@ def parse_duration(text: str, option: str | None = None) -> float:
     return seconds
 
 
+def format_number(value: float) -> str:
+    """A number as a person reads it (a metric's value): 1,200 or 0.8125, never 1.2e+03."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:,.6g}" if abs(value) < 1e15 else f"{value:.6g}"
+
+
 def format_duration(seconds: float) -> str:
     """A short form that ``parse_duration`` reads back: ``500ms``, ``1.5s``, ``2m``, ``1h30m``."""
     if seconds < 1:

@@ -153,6 +153,24 @@ def test_a_job_page_draws_its_chart_and_calendar(client):
     assert "p50" in page.text and "p95" in page.text
 
 
+def test_a_job_page_charts_each_metric_and_a_run_page_shows_tags(db):
+    for i, rows in enumerate((100, 120, 90, 300)):
+        with RunLogger("loads", f"load-{i}", db=db, tags={"env": HOSTILE}) as run:
+            run.log_metric("rows_loaded", rows)
+            run.log_metric("lag_s", 0.5 + i)
+    RunLogger("loads", "load-quiet", db=db).finish("failed")  # reported nothing: not charted
+    client = TestClient(create_app(Store.open_for_reading(db)))
+    page = client.get("/jobs/loads").text
+    charts = re.findall(r'<svg class="durations"[^>]*aria-label="([^"]+)"', page)
+    assert charts == ["durations", "lag_s", "rows_loaded"]
+    rows_chart = page.split('aria-label="rows_loaded"', 1)[1].split("</svg>", 1)[0]
+    assert rows_chart.count('class="ok"') == 4 and "load-3: completed, 300" in rows_chart
+    assert "last 4 runs that reported it; p50 100, p95 300" in page
+    run_page = client.get("/runs/load-1").text
+    assert '<span class="tag">env=&lt;script&gt;' in run_page and HOSTILE not in run_page
+    assert client.get("/api/runs/load-1").json()["run"]["tags"] == {"env": HOSTILE}
+
+
 def test_compare_shows_what_changed_and_sets_aside_times_and_counts(lite):
     page = lite.get("/compare", params={"a": "cmp-2"})
     assert page.status_code == 200

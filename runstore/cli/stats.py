@@ -299,22 +299,18 @@ def metric(
     elif fmt in (Format.JSONL, Format.CSV):
         emit(rows, MACHINE_METRIC_COLUMNS, fmt)
     else:
+        from runstore.humanize import format_number
+
         for row in rows:
-            row["shown"] = number(row["value"])
+            row["shown"] = format_number(row["value"])
         with paged(fmt is Format.TABLE) as out:
             emit(rows, METRIC_COLUMNS, fmt, out=out, wide=wide)
             print(_summary_line(name, summary), file=out)
 
 
-def number(value: float) -> str:
-    """A metric's value as a person reads it: 1,200 or 0.8125, never 1.2e+03."""
-    if value.is_integer() and abs(value) < 1e15:
-        return f"{int(value):,}"
-    return f"{value:,.6g}" if abs(value) < 1e15 else f"{value:.6g}"
-
-
 def _summary_line(name: str, summary: Any) -> str:
     from runstore.health.trends import METRIC_MIN_BASELINE, RECENT
+    from runstore.humanize import format_number as n
 
     trend = summary.trend
     if trend is not None:
@@ -325,6 +321,6 @@ def _summary_line(name: str, summary: Any) -> str:
         said = "steady"
     return (
         f"\n{name} over {summary.runs} run{'s' if summary.runs != 1 else ''}: "
-        f"last {number(summary.last)}, p50 {number(summary.p50)}, p95 {number(summary.p95)}, "
-        f"min {number(summary.low)}, max {number(summary.high)}\ntrend: {said}"
+        f"last {n(summary.last)}, p50 {n(summary.p50)}, p95 {n(summary.p95)}, "
+        f"min {n(summary.low)}, max {n(summary.high)}\ntrend: {said}"
     )

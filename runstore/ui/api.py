@@ -50,7 +50,7 @@ def run(request: Request) -> Response:
     rows = data.event_rows(browse.events_page(store, record["id"], after_seq=after, size=size))
     more = len(rows) == size
     return JSONResponse(_plain({
-        "run": record,
+        "run": {**record, "tags": store.run_tags(record["id"])},
         "events": [row.as_dict() for row in rows],
         "next_after": rows[-1].seq if more else None,
     }))  # fmt: skip

@@ -44,7 +44,7 @@ ROUTES = [
 def templates() -> Jinja2Templates:
     import jinja2
 
-    from runstore.humanize import humane_duration
+    from runstore.humanize import format_number, humane_duration
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -54,6 +54,7 @@ def templates() -> Jinja2Templates:
     env.filters["duration"] = lambda ms: humane_duration(ms) if ms is not None else ""
     env.filters["local"] = _local_time
     env.filters["percent"] = lambda x: f"{x:.0%}" if x is not None else ""
+    env.filters["number"] = lambda x: format_number(x) if x is not None else ""
     env.filters["urlencode_with"] = _query
     env.globals["path_for"] = _path_for
     return Jinja2Templates(env=env)

@@ -1,11 +1,12 @@
 """Charts drawn on the server as SVG (nothing fetched, no script): a strip of a job's last runs,
-a duration chart with its p50 and p95, a calendar of daily outcomes. Pure functions of the
+a chart of their durations (or of a metric they report) with its p50 and p95, a calendar of
+daily outcomes. Pure functions of the
 data; every text in them escaped."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -51,37 +52,55 @@ def duration_chart(
 ) -> Markup:
     """Durations of runs (given oldest first), one point each, failures marked with a red
     cross; dashed lines at p50 and p95."""
+    return value_chart(runs, "duration_ms", p50_ms, p95_ms, humane_duration, label="durations")
+
+
+def value_chart(
+    runs: Sequence[dict[str, Any]],
+    key: str,
+    p50: float | None,
+    p95: float | None,
+    shown: Callable[[float], str],
+    *,
+    label: str,
+) -> Markup:
+    """A value of runs (given oldest first: a duration, a metric they reported), one point
+    each, failed runs marked with a red cross; dashed lines at p50 and p95. ``shown`` writes a
+    value as the axis and the tooltips say it."""
     width, height, left, bottom, top = 760, 240, 64, 28, 12
-    points = [r for r in runs if r.get("duration_ms") is not None]
-    ceiling = max([r["duration_ms"] for r in points] + [p95_ms or 0, 1]) * 1.1
+    values = [r[key] for r in runs if r.get(key) is not None]
+    floor = min([*values, 0])  # the axis starts at zero, or lower for negative values
+    highest = max([*values, p95 or 0, 0])
+    ceiling = floor + ((highest - floor) or 1) * 1.1  # a tenth of room above the highest
     plot_w, plot_h = width - left - 12, height - bottom - top
     step = plot_w / max(1, len(runs) - 1) if len(runs) > 1 else 0
 
-    def y(ms: float) -> float:
-        return top + plot_h - plot_h * ms / ceiling
+    def y(value: float) -> float:
+        return top + plot_h - plot_h * (value - floor) / (ceiling - floor)
 
     parts = [
         f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 12}" y2="{top + plot_h}" '
         'class="axis"/>'
     ]
     for fraction in (0, 0.5, 1):
-        ms = ceiling * fraction / 1.1
+        value = floor + (ceiling - floor) * fraction / 1.1
         parts.append(
-            f'<text x="{left - 6}" y="{y(ms) + 4:.1f}" class="tick" text-anchor="end">'
-            f"{escape(humane_duration(ms))}</text>"
+            f'<text x="{left - 6}" y="{y(value) + 4:.1f}" class="tick" text-anchor="end">'
+            f"{escape(shown(value))}</text>"
         )
-    for label, ms in (("p50", p50_ms), ("p95", p95_ms)):
-        if ms is not None:
+    for name, value in (("p50", p50), ("p95", p95)):
+        if value is not None:
             parts.append(
-                f'<line x1="{left}" y1="{y(ms):.1f}" x2="{width - 12}" y2="{y(ms):.1f}" '
-                f'class="{label}"/><text x="{width - 14}" y="{y(ms) - 4:.1f}" class="tick" '
-                f'text-anchor="end">{label} {escape(humane_duration(ms))}</text>'
+                f'<line x1="{left}" y1="{y(value):.1f}" x2="{width - 12}" y2="{y(value):.1f}" '
+                f'class="{name}"/><text x="{width - 14}" y="{y(value) - 4:.1f}" class="tick" '
+                f'text-anchor="end">{name} {escape(shown(value))}</text>'
             )
     for i, run in enumerate(runs):
-        if run.get("duration_ms") is None:
+        if run.get(key) is None:
             continue
-        cx, cy = left + i * step, y(run["duration_ms"])
-        title = f"<title>{escape(_title(run))}</title>"
+        cx, cy = left + i * step, y(run[key])
+        said = f"{run['run_id']}: {run['status']}, {shown(run[key])}"
+        title = f"<title>{escape(said)}</title>"
         href = escape("/runs/" + run["run_id"])
         if run["status"] == "completed":
             mark = f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" class="ok">{title}</circle>'
@@ -94,7 +113,7 @@ def duration_chart(
         parts.append(f'<a href="{href}">{mark}</a>')
     return Markup(
         f'<svg class="durations" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label="durations">{"".join(parts)}</svg>'
+        f'role="img" aria-label="{escape(label)}">{"".join(parts)}</svg>'
     )
 
 

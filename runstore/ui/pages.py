@@ -16,14 +16,17 @@ from starlette.responses import Response, StreamingResponse
 from runstore.errors import RunNotFound
 from runstore.health.alerts import recent_alerts
 from runstore.health.expectations import load, shown_target
+from runstore.health.job_metrics import metric_names, metric_series, summarize
 from runstore.health.schedule import describe
 from runstore.health.states import judge
 from runstore.history import browse
+from runstore.humanize import format_number
 from runstore.store.schema import RunStatus
 from runstore.store.store import EventFilter, Store
 from runstore.ui import charts, data
 
 CHART_RUNS = 100
+MAX_METRIC_CHARTS = 8
 CALENDAR_DAYS = 91
 TAIL_POLL_S = 0.5
 
@@ -79,6 +82,7 @@ def run(request: Request) -> Response:
         request,
         "run.html",
         run=record,
+        tags=store.run_tags(record["id"]),
         events=events,
         after=after,
         next_after=last_seq if more else None,
@@ -150,9 +154,25 @@ def job(request: Request) -> Response:
         p50=p50,
         p95=p95,
         calendar=charts.calendar(outcomes, today, CALENDAR_DAYS),
+        metrics=_metric_charts(store, name),
         runs=recent[:20],
         alerts=recent_alerts(store, name, 20),
     )
+
+
+def _metric_charts(store: Store, job: str) -> list[dict[str, Any]]:
+    """Each metric the job's runs report (the first MAX_METRIC_CHARTS by name): its chart over
+    the last CHART_RUNS runs that reported it, and its summary."""
+    charted = []
+    for name in [row["name"] for row in metric_names(store, job)][:MAX_METRIC_CHARTS]:
+        series = metric_series(store, job, name, limit=CHART_RUNS)
+        summary = summarize([row["value"] for row in series])
+        if summary is None:
+            continue
+        chart = charts.value_chart(list(reversed(series)), "value", summary.p50, summary.p95,
+                                   format_number, label=name)  # fmt: skip
+        charted.append({"name": name, "chart": chart, "summary": summary, "runs": len(series)})
+    return charted
 
 
 def compare(request: Request) -> Response:
