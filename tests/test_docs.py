@@ -175,3 +175,40 @@ def test_db_may_come_before_the_command(tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert sub.returncode == 0, sub.stderr
+
+
+RICHER_RUNS = README.split("### Tags, metrics, search, following a run, retries", 1)[1].split(
+    "\n## ", 1
+)[0]
+
+
+def test_the_richer_runs_examples_run_as_written(db, tmp_path):
+    """Every shell example of the section, in order, in one store, as a user pastes them."""
+    import os
+    import subprocess
+    import sys
+
+    blocks = re.findall(r"```sh\n(.*?)```", RICHER_RUNS, re.DOTALL)
+    assert len(blocks) == 5
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "RUNSTORE_DB": db, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    said = []
+    for block in blocks:
+        done = subprocess.run(["bash", "-e", "-c", block + "\nwait\n"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0, (block, done.stdout, done.stderr)
+        said.append(done.stdout)
+    tags, metrics, search, follow, retries = said
+    loaded, _, history, row, stats_header, stats = tags.splitlines()
+    assert loaded == "loaded" and history.split()[:2] == ["RUN", "JOB"]
+    assert row.split()[1] == "nightly-etl"  # the prod run only
+    assert stats_header.split()[:2] == ["JOB", "RUNS"] and stats.split()[:2] == ["nightly-etl", "1"]
+    assert [line.split()[0] for line in metrics.splitlines()[1:4]] == [
+        "bytes",
+        "lag_s",
+        "rows_loaded",
+    ]
+    assert '"last": 120' in metrics
+    assert "sync" in search and "failed" in search
+    assert follow.splitlines() == ["step 1", "step 2", "step 3"]
+    assert "attempt 1 of 4 failed (exit code 75)" in retries

@@ -220,13 +220,18 @@ def test_grep_finds_runs_by_output_line_or_event_message(db, cli):
     runstore(db, "exec", "--run-id", "reset", "--", "sh", "-c",
              "echo 'fetching'; echo 'Connection RESET by peer' >&2; exit 1")  # fmt: skip
     runstore(db, "exec", "--run-id", "quiet", "--", "echo", "all good")
+    with RunLogger("etl", "decoy", db=db) as run:
+        run.log_warning("res ese set: its trigrams, never the word")
     with RunLogger("etl", "warned", db=db) as run:
         run.log_warning("connection reset, retrying")
     found = run_ids(jsonl(ok(cli("history", "--grep", "connection reset", "--jsonl"))))
     assert found == ["warned", "reset"]  # newest first, whatever the case
     assert run_ids(jsonl(ok(cli("history", "--grep", "all goo", "--jsonl")))) == ["quiet"]
+    assert run_ids(jsonl(ok(cli("history", "--grep", "reset", "--jsonl")))) == ["warned", "reset"]
     failed = jsonl(ok(cli("history", "--grep", "reset", "--failed", "--jsonl")))
     assert run_ids(failed) == ["reset"]
+    said = jsonl(ok(cli("history", "--grep", "its trigrams", "--jsonl")))
+    assert run_ids(said) == ["decoy"]
     assert ok(cli("history", "--grep", "nowhere said", "--jsonl")) == ""
 
 

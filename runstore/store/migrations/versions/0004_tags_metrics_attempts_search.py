@@ -21,7 +21,8 @@ ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 # The search index (see runstore.store.search), as of this revision.
 SQLITE_SEARCH = [
-    "CREATE VIRTUAL TABLE events_search USING fts5(message, line, content='', tokenize='trigram')",
+    "CREATE VIRTUAL TABLE events_search USING fts5(message, line, content='', tokenize='trigram', "
+    "detail='none')",
     """CREATE TRIGGER events_search_insert AFTER INSERT ON events
 WHEN new.message IS NOT NULL OR new.event_type = 'output'
 BEGIN
