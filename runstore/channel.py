@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 ATOMIC_BYTES = 4096
 # A line longer than this is not read as an event (a runaway writer cannot take the memory).
 MAX_LINE_BYTES = 1 << 20
+# What stands for the rest of a line too long to read (its first 1,000 bytes are kept).
+OVERLONG = b"\xe2\x80\xa6 (line too long)"
 OWN_FIELDS = ("type", "level", "message")
 MALFORMED = "malformed_event"
 METRIC = "metric"
@@ -74,6 +76,8 @@ def decode(raw: bytes) -> ChannelEvent:
     """The event a channel line (without its newline) records: the one it describes, or a
     ``malformed_event`` warning that says what was wrong and keeps the start of the line."""
     text = raw.decode("utf-8", "replace").rstrip("\r")
+    if raw.endswith(OVERLONG):
+        return _malformed(text, f"longer than {MAX_LINE_BYTES:,} bytes")
     try:
         fields = json.loads(text)
     except ValueError as exc:
@@ -101,7 +105,7 @@ def decode(raw: bytes) -> ChannelEvent:
 
 
 def _malformed(text: str, problem: str) -> ChannelEvent:
-    shown = text if len(text) <= 1000 else text[:1000] + "…"
+    shown = text if len(text) <= 1100 else text[:1000] + "…"
     message = f"a line on RUNSTORE_EVENTS is not an event: {problem}"
     return ChannelEvent(MALFORMED, "warning", message, {"line": shown, "problem": problem})
 
@@ -163,7 +167,7 @@ class LineSplitter:
         if not self._overlong:
             self._partial += chunk[start:]
             if len(self._partial) > MAX_LINE_BYTES:
-                lines.append(bytes(self._partial[:1000]) + b"\xe2\x80\xa6 (line too long)")
+                lines.append(bytes(self._partial[:1000]) + OVERLONG)
                 self._partial.clear()
                 self._overlong = True
         return [line for line in lines if line.strip()]

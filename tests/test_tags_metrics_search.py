@@ -267,3 +267,25 @@ def test_data_keys_named_like_an_event_s_own_fields_stay_data_inside_exec(db):
     assert (event["level"], event["data"]) == ("info", {"message": "typed", "type": "foo",
                                                         "level": "error"})  # fmt: skip
     assert run_row(db, "own")["error_count"] == 0
+
+
+def test_a_10_mb_channel_line_is_a_warning_and_the_events_around_it_are_kept(db):
+    script = "; ".join([
+        """echo '{"type": "before", "n": 1}' >> "$RUNSTORE_EVENTS" """,
+        f"""{sys.executable} -c "print('{{\\"x\\": \\"' + 'y' * 10_000_000 + '\\"}}')" """
+        """>> "$RUNSTORE_EVENTS" """,
+        """echo 'not json' >> "$RUNSTORE_EVENTS" """,
+        """echo '{"type": "after", "n": 2}' >> "$RUNSTORE_EVENTS" """,
+        "echo done",
+    ])  # fmt: skip
+    done = runstore(db, "exec", "--run-id", "big", "--", "sh", "-c", script)
+    assert done.returncode == 0 and done.stdout == b"done\n", done.stderr
+    kinds = [e["event_type"] for e in recorded_events(db, "big")]
+    assert kinds.count("before") == 1 and kinds.count("after") == 1
+    problems = [e["data"] for e in recorded_events(db, "big", "malformed_event")]
+    assert len(problems) == 2
+    assert problems[0]["problem"] == "longer than 1,048,576 bytes"
+    assert problems[0]["line"].endswith("… (line too long)") and len(problems[0]["line"]) < 1100
+    assert problems[1]["problem"].startswith("not JSON")
+    run = run_row(db, "big")
+    assert (run["status"], run["warning_count"]) == ("completed", 2)
