@@ -10,6 +10,10 @@ events (begun IMMEDIATE), each bumping the run's counters.
 Each repetition is a fresh child process and a fresh database file; the clock runs from the
 start of the run (RunLogger created) to its finish (last events flushed, run row finished).
 Creating the store's schema is not timed: it happens once per store, not once per run.
+
+A second figure does the same with output lines (what ``exec`` stores): on runstore's side each
+is also written into the search index (``history --grep``) by the store's triggers; the raw side
+has no index, so the ratio carries the index's whole cost.
 """
 
 from __future__ import annotations
@@ -58,23 +62,37 @@ def event_data(i: int) -> dict[str, object]:
     return {"index": i, "item": f"record {i} from the nightly export", "length": 31 + i % 7}
 
 
-def ingest_runstore(db: Path, n: int) -> float:
+WORDS = "fetch load table rows copied part parquet checksum retry connection bytes done".split()
+
+
+def output_data(i: int) -> dict[str, object]:
+    """An output line's data: a line of a typical job's log."""
+    words = " ".join(WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(6))
+    return {"stream": "stdout", "line": f"2026-12-02 03:{i % 60:02d}:{i % 59:02d} {words} {i}"}
+
+
+KINDS = {"items": ("item_processed", event_data), "output": ("output", output_data)}
+
+
+def ingest_runstore(db: Path, n: int, kind: str) -> float:
     from runstore import RunLogger
     from runstore.store.store import Store
 
+    event_type, data = KINDS[kind]
     store = Store.open(db)  # creates the schema: not part of a run
     started = time.perf_counter()
     with RunLogger("bench-ingest", store=store, argv=["bench"]) as run:
         log = run.log_event
         for i in range(n):
-            log("item_processed", event_data(i))
+            log(event_type, data(i))
     elapsed = time.perf_counter() - started
     stored = store.get_run(run.run_pk)["event_count"]
     assert stored == n + 2, stored  # run_started and run_finished besides the items
     return elapsed
 
 
-def ingest_raw(db: Path, n: int) -> float:
+def ingest_raw(db: Path, n: int, kind: str) -> float:
+    event_type, data = KINDS[kind]
     con = sqlite3.connect(db, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
@@ -87,10 +105,10 @@ def ingest_raw(db: Path, n: int) -> float:
             1,
             i + 1,
             now(utc).isoformat(" ", "microseconds")[:26],
-            "item_processed",
+            event_type,
             "info",
             None,
-            dumps(event_data(i)),
+            dumps(data(i)),
         )
         for i in range(n)
     )
@@ -108,7 +126,8 @@ def ingest_raw(db: Path, n: int) -> float:
 
 
 def run_variant(variant: str, db: str, n: int) -> None:
-    elapsed = (ingest_runstore if variant == "runstore" else ingest_raw)(Path(db), n)
+    side, kind = variant.split("-")
+    elapsed = (ingest_runstore if side == "runstore" else ingest_raw)(Path(db), n, kind)
     print(json.dumps({"seconds": elapsed}))
 
 
@@ -136,18 +155,24 @@ def main() -> None:
             return n / json.loads(out)["seconds"]
 
         samples = interleaved(
-            {"runstore": lambda: measure("runstore"), "raw": lambda: measure("raw")},
+            {
+                variant: (lambda v=variant: measure(v))
+                for variant in ("runstore-items", "raw-items", "runstore-output", "raw-output")
+            },
             repeat,
             warmup=1,
         )
-    value, baseline = median(samples["runstore"]), median(samples["raw"])
-    report(
-        [at_least_ratio(f"ingest {n:,} events", value, baseline, "events/s", 0.5)],
-        [
-            "runstore: " + ", ".join(f"{v:,.0f}" for v in samples["runstore"]),
-            "raw:      " + ", ".join(f"{v:,.0f}" for v in samples["raw"]),
-        ],
-    )
+    figures, notes = [], []
+    for kind, label in (("items", "events"), ("output", "output lines, indexed for --grep")):
+        ours, raw = samples[f"runstore-{kind}"], samples[f"raw-{kind}"]
+        figures.append(
+            at_least_ratio(f"ingest {n:,} {label}", median(ours), median(raw), "events/s", 0.5)
+        )
+        notes += [
+            f"runstore {kind}: " + ", ".join(f"{v:,.0f}" for v in ours),
+            f"raw {kind}:      " + ", ".join(f"{v:,.0f}" for v in raw),
+        ]
+    report(figures, notes)
 
 
 if __name__ == "__main__":
