@@ -209,6 +209,7 @@ def test_the_richer_runs_examples_run_as_written(db, tmp_path):
         "rows_loaded",
     ]
     assert '"last": 120' in metrics
-    assert "sync" in search and "failed" in search
+    read, indexed = search.split("search index on in")
+    assert read.count("sync") == 1 and indexed.count("sync") == 1 and "failed" in indexed
     assert follow.splitlines() == ["step 1", "step 2", "step 3"]
     assert "attempt 1 of 4 failed (exit code 75)" in retries

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import pytest
 from conftest import query
@@ -216,7 +217,19 @@ def test_metric_of_nothing_says_so(db, cli):
 # -- search -----------------------------------------------------------------------------------
 
 
-def test_grep_finds_runs_by_output_line_or_event_message(db, cli):
+@pytest.fixture(params=["read", "indexed"])
+def search(request: pytest.FixtureRequest, db: str, cli: Any) -> str:
+    """How --grep searches the store: by reading the events, or through its search index (turned
+    on after a first run, so that both what is indexed on the way in and what is indexed when
+    it is turned on are found)."""
+    with RunLogger("first", "first", db=db) as run:
+        run.log_warning("the first run said: connection reset")
+    if request.param == "indexed":
+        assert "search index on" in ok(cli("db", "search", "on"))
+    return str(request.param)
+
+
+def test_grep_finds_runs_by_output_line_or_event_message(db, cli, search):
     runstore(db, "exec", "--run-id", "reset", "--", "sh", "-c",
              "echo 'fetching'; echo 'Connection RESET by peer' >&2; exit 1")  # fmt: skip
     runstore(db, "exec", "--run-id", "quiet", "--", "echo", "all good")
@@ -225,13 +238,13 @@ def test_grep_finds_runs_by_output_line_or_event_message(db, cli):
     with RunLogger("etl", "warned", db=db) as run:
         run.log_warning("connection reset, retrying")
     found = run_ids(jsonl(ok(cli("history", "--grep", "connection reset", "--jsonl"))))
-    assert found == ["warned", "reset"]  # newest first, whatever the case
+    assert found == ["warned", "reset", "first"]  # newest first, whatever the case
     assert run_ids(jsonl(ok(cli("history", "--grep", "all goo", "--jsonl")))) == ["quiet"]
-    assert run_ids(jsonl(ok(cli("history", "--grep", "reset", "--jsonl")))) == ["warned", "reset"]
     failed = jsonl(ok(cli("history", "--grep", "reset", "--failed", "--jsonl")))
     assert run_ids(failed) == ["reset"]
     said = jsonl(ok(cli("history", "--grep", "its trigrams", "--jsonl")))
     assert run_ids(said) == ["decoy"]
+    assert ok(cli("history", "--grep", "50%_off", "--jsonl")) == ""  # % and _ are text
     assert ok(cli("history", "--grep", "nowhere said", "--jsonl")) == ""
 
 
@@ -241,7 +254,7 @@ def test_grep_needs_three_characters(db, cli):
     assert one_error_line(result, 2) == "--grep: give at least 3 characters to search for"
 
 
-def test_pruned_runs_leave_the_search_index(db, cli):
+def test_pruned_runs_leave_the_search_index(db, cli, search):
     with RunLogger("etl", "old", db=db) as run:
         run.log_event("log", message="needle in the hay")
     ok(cli("prune", "--older-than", "0"))
@@ -251,12 +264,23 @@ def test_pruned_runs_leave_the_search_index(db, cli):
     assert run_ids(jsonl(ok(cli("history", "--grep", "needle", "--jsonl")))) == ["new"]
 
 
-def test_an_output_line_with_a_nul_byte_is_stored_and_searchable(db, cli):
+def test_an_output_line_with_a_nul_byte_is_stored_and_searchable(db, cli, search):
     with RunLogger("etl", "nul", db=db) as run:
         run.log_event("output", {"stream": "stdout", "line": "before\x00after"})
         run.log_event("output", {"stream": "stdout", "line": "plain words here"})
     assert run_row(db, "nul")["event_count"] >= 4
     assert run_ids(jsonl(ok(cli("history", "--grep", "words here", "--jsonl")))) == ["nul"]
+
+
+def test_db_search_turns_the_index_on_and_off_and_says_which(db, cli):
+    RunLogger("etl", db=db).finish()
+    assert ok(cli("db", "search")).startswith("search index: off")
+    assert "search index on in" in ok(cli("db", "search", "on"))
+    assert "already on" in ok(cli("db", "search", "on"))
+    assert ok(cli("db", "search")) == "search index: on\n"
+    assert "search index off in" in ok(cli("db", "search", "off"))
+    assert ok(cli("db", "search")).startswith("search index: off")
+    assert one_error_line(cli("db", "search", "maybe"), 2) == "say on or off, not 'maybe'"
 
 
 def test_data_keys_named_like_an_event_s_own_fields_stay_data_inside_exec(db):

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, literal, literal_column, select, text, tuple_
 
-from runstore.history.queries import HistoryFilter, history_query
+from runstore.history.queries import HistoryFilter, store_history_query
 from runstore.store.schema import NEWEST_FIRST, NOT_COMPLETED_STATUSES, RunStatus, runs
 from runstore.store.store import EventFilter, Store
 
@@ -83,7 +83,7 @@ def runs_page(
     """A page of ``flt``'s runs, newest first, after ``before`` (the last row of the previous
     page: its start and id) by keyset, so a deep page costs what the first does."""
     page = replace(flt, limit=size + 1, offset=0)
-    query = history_query(page, sqlite=store.is_sqlite).with_only_columns(*RUN_FIELDS)
+    query = store_history_query(store, page).with_only_columns(*RUN_FIELDS)
     if before is not None:
         query = query.where(_before(*before))
     with store.read() as conn:

@@ -27,7 +27,7 @@ from runstore.store.schema import (
     run_tags,
     runs,
 )
-from runstore.store.search import matching_runs
+from runstore.store.search import has_index, matching_runs
 from runstore.store.store import EventFilter, Store
 
 HISTORY_COLUMNS = tuple(runs.c[name] for name in HISTORY_FIELDS)
@@ -88,11 +88,13 @@ def wanted_statuses(status: str | None, failed: bool) -> list[str] | None:
     return [s for s in statuses if s in NOT_COMPLETED_STATUSES] or None
 
 
-def history_query(flt: HistoryFilter, *, sqlite: bool = True) -> Select[Any]:
-    """The runs ``flt`` asks for (``sqlite``: the store's dialect, which --grep depends on)."""
+def history_query(flt: HistoryFilter, *, sqlite: bool = True, indexed: bool = False) -> Select[Any]:
+    """The runs ``flt`` asks for. ``sqlite`` (the store's dialect) and ``indexed`` (whether it
+    keeps a search index) say how --grep searches: see ``store_history_query``."""
     conditions: list[Any] = tag_conditions(flt.tags)
     if flt.grep is not None:
-        conditions.append(runs.c.id.in_(matching_runs(flt.grep, sqlite=sqlite)))
+        matching = matching_runs(flt.grep, sqlite=sqlite, indexed=indexed)
+        conditions.append(runs.c.id.in_(matching))
     if flt.statuses:
         conditions.append(runs.c.status.in_(list(flt.statuses)))
     if flt.jobs:
@@ -114,10 +116,19 @@ def history_query(flt: HistoryFilter, *, sqlite: bool = True) -> Select[Any]:
     return query
 
 
+def store_history_query(store: Store, flt: HistoryFilter) -> Select[Any]:
+    """``history_query`` for ``store``: its dialect, and for --grep its search index, if any."""
+    indexed = False
+    if flt.grep is not None:
+        with store.read() as conn:
+            indexed = has_index(conn)
+    return history_query(flt, sqlite=store.is_sqlite, indexed=indexed)
+
+
 def history(store: Store, flt: HistoryFilter) -> list[dict[str, Any]]:
     """Runs matching ``flt``, newest first."""
+    query = store_history_query(store, flt)
     with store.read() as conn:
-        query = history_query(flt, sqlite=store.is_sqlite)
         return [dict(row) for row in conn.execute(query).mappings()]
 
 
@@ -126,7 +137,7 @@ def iter_history(
 ) -> Iterator[dict[str, Any]]:
     """Like ``history`` but streamed (memory flat in the number of runs): every column of the
     run row (for exports), or with ``whole=False`` only ``HISTORY_FIELDS``."""
-    query = history_query(flt, sqlite=store.is_sqlite)
+    query = store_history_query(store, flt)
     if whole:
         query = query.with_only_columns(runs)
     with store.read() as conn:

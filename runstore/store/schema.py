@@ -236,10 +236,10 @@ run_metrics = Table(
 )
 Index("ix_run_metrics_run_pk_name", run_metrics.c.run_pk, run_metrics.c.name)  # runstore metric
 
-# Output lines and event messages are searched (history --grep) through an index that the
+# A store may keep a search index for history --grep (``runstore db search on``) that the
 # schema's tables cannot declare: an FTS5 table with the trigram tokenizer kept by triggers on
-# SQLite, a pg_trgm GIN index on PostgreSQL (see store.search); migrations create them, and
-# Alembic's comparison leaves these names alone.
+# SQLite, a pg_trgm GIN index on PostgreSQL (see store.search). Alembic's comparison leaves
+# these names alone.
 SEARCH_OBJECTS = ("events_search", "events_search_data", "events_search_idx",
                   "events_search_content", "events_search_docsize", "events_search_config",
                   "ix_events_search")  # fmt: skip

@@ -1,4 +1,4 @@
-"""tags, metrics, attempts, and the search index
+"""tags, metrics and attempts
 
 Revision ID: 0004
 Revises: 0003
@@ -18,34 +18,6 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-# The search index (see runstore.store.search), as of this revision.
-SQLITE_SEARCH = [
-    "CREATE VIRTUAL TABLE events_search USING fts5(message, line, content='', tokenize='trigram', "
-    "detail='none')",
-    """CREATE TRIGGER events_search_insert AFTER INSERT ON events
-WHEN new.message IS NOT NULL OR new.event_type = 'output'
-BEGIN
-    INSERT INTO events_search (rowid, message, line) VALUES (new.id, new.message,
-        CASE WHEN new.event_type = 'output' THEN json_extract(new.data, '$.line') END);
-END""",
-    """CREATE TRIGGER events_search_delete AFTER DELETE ON events
-WHEN old.message IS NOT NULL OR old.event_type = 'output'
-BEGIN
-    INSERT INTO events_search (events_search, rowid, message, line) VALUES ('delete', old.id,
-        old.message, CASE WHEN old.event_type = 'output' THEN json_extract(old.data, '$.line') END);
-END""",
-    """INSERT INTO events_search (rowid, message, line)
-SELECT id, message, CASE WHEN event_type = 'output' THEN json_extract(data, '$.line') END
-FROM events WHERE message IS NOT NULL OR event_type = 'output'""",
-]
-POSTGRESQL_SEARCH = (
-    "CREATE INDEX ix_events_search ON events USING gin "
-    "((coalesce(message, '') || ' ' || CASE WHEN event_type = 'output' "
-    "AND strpos(data::text, '\\u0000') = 0 THEN coalesce(data->>'line', '') ELSE '' END) "
-    "gin_trgm_ops) "
-    "WHERE message IS NOT NULL OR event_type = 'output'"
-)
 
 
 def upgrade() -> None:
@@ -75,27 +47,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_run_metrics")),
     )
     op.create_index("ix_run_metrics_run_pk_name", "run_metrics", ["run_pk", "name"], unique=False)
-    if op.get_bind().dialect.name == "sqlite":
-        for statement in SQLITE_SEARCH:
-            op.execute(statement)
-    else:
-        _postgresql_search()
-
-
-def _postgresql_search() -> None:
-    """pg_trgm is a trusted extension (PostgreSQL 13+): a database owner may create it. Where
-    it cannot be, search still answers, by a scan; the upgrade goes on."""
-    bind = op.get_bind()
-    savepoint = bind.begin_nested()
-    try:
-        bind.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-        bind.exec_driver_sql(POSTGRESQL_SEARCH)
-        savepoint.commit()
-    except sa.exc.DBAPIError:
-        savepoint.rollback()
 
 
 def downgrade() -> None:
+    # The search index (``runstore db search on``) is dropped with what it was added after.
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS events_search_delete")
         op.execute("DROP TRIGGER IF EXISTS events_search_insert")
