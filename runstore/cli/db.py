@@ -152,7 +152,7 @@ def db_search(
     """Keep a search index for `history --grep` in this store, or drop it.
 
     Without the index, `history --grep` reads every event's text: at once for thousands of runs,
-    seconds for millions of events. With it, a search reads the index (under half a second on
+    seconds for 10,000,000 events. With it, a search reads the index (under half a second on
     10,000,000 events), at a cost when events are written: an output line or a message is stored
     at about a fifth of the speed, and the store grows by about 40% for output-heavy runs (item
     events cost nothing). Turning it on indexes what is already stored. On PostgreSQL it needs
