@@ -37,17 +37,18 @@ STATS_COLUMNS = [
     Column("last_success_at", "LAST SUCCESS", "time", drop=6),
     Column("trend", "TREND", "status"),
 ]
+SinceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--since", help="Only runs started since (30m, 7d, an ISO date...). Default: all."
+    ),
+]
 MACHINE_STATS_COLUMNS = [Column(key, key) for key in (*STATS_FIELDS, "trend", "trend_change")]
 
 
 @app.command()
 def stats(
-    since: Annotated[
-        str | None,
-        typer.Option(
-            "--since", help="Only runs started since (30m, 7d, an ISO date...). Default: all."
-        ),
-    ] = None,
+    since: SinceOption = None,
     job: Annotated[list[str] | None, typer.Option("--job", "-j", help="Only this job.")] = None,
     tags: TagFilterOption = None,
     as_json: JsonOption = False,
@@ -258,10 +259,7 @@ def metric(
     limit: Annotated[
         int, typer.Option("--limit", "-n", help="The newest runs that reported it.", min=1)
     ] = 20,
-    since: Annotated[
-        str | None,
-        typer.Option("--since", help="Only runs started since (30m, 7d, an ISO date...)."),
-    ] = None,
+    since: SinceOption = None,
     as_json: JsonOption = False,
     as_jsonl: JsonlOption = False,
     as_csv: CsvOption = False,
