@@ -20,7 +20,8 @@ from runstore.record.logger import RunLogger
 
 
 class Follower:
-    """``runstore ARGS`` running apart, its stdout read line by line as it comes."""
+    """``runstore ARGS`` running apart, its stdout read line by line as it comes (from the pipe
+    itself: a buffered reader would hold lines that a wait on the pipe cannot see)."""
 
     def __init__(self, db: str, *args: str) -> None:
         self.proc = subprocess.Popen(
@@ -29,16 +30,24 @@ class Follower:
             env={**os.environ, "RUNSTORE_DB": db},
         )  # fmt: skip
         assert self.proc.stdout is not None
+        self._fd = self.proc.stdout.fileno()
+        self._held = b""
         self._selector = selectors.DefaultSelector()
-        self._selector.register(self.proc.stdout, selectors.EVENT_READ)
+        self._selector.register(self._fd, selectors.EVENT_READ)
 
     def line(self, timeout: float = 15.0) -> str | None:
         """The next line, or None when none came within ``timeout`` (or the output ended)."""
-        assert self.proc.stdout is not None
-        if not self._selector.select(timeout):
-            return None
-        line = self.proc.stdout.readline()
-        return line.rstrip("\n") if line else None
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._held:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._selector.select(left):
+                return None
+            chunk = os.read(self._fd, 65536)
+            if not chunk:
+                return None
+            self._held += chunk
+        line, self._held = self._held.split(b"\n", 1)
+        return line.decode()
 
     def lines_until(self, wanted: str, timeout: float = 15.0) -> list[str]:
         seen = []
@@ -53,8 +62,10 @@ class Follower:
         raise AssertionError(f"{wanted!r} never came; saw {seen}")
 
     def finish(self, timeout: float = 15.0) -> tuple[int, str, str]:
+        """The exit code, the rest of stdout (what no ``line`` took) and stderr."""
+        self._selector.close()
         out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out, err
+        return self.proc.returncode, self._held.decode() + out, err
 
 
 def _output(run: RunLogger, line: str, stream: str = "stdout") -> None:
