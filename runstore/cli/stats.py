@@ -266,10 +266,12 @@ def metric(
     wide: WideOption = False,
     db: DbOption = None,
 ) -> None:
-    """A number the job's runs report (`runstore event --metric NAME=N`, `log_metric`) over
-    its runs, newest first, with its median, 95th percentile and trend: up or down when the
-    median of the last 5 runs moved 20% or more from the 20 before them. A run that reported it
-    several times (steps) shows its last value.
+    """A number the job's runs report, over its runs: p50, p95 and its trend.
+
+    The numbers come from `runstore event --metric NAME=N` and `log_metric`; without NAME, the
+    job's metrics are listed. Newest runs first; a run that reported it several times (steps)
+    shows its last value. The trend is up or down when the median of the last 5 runs moved 20%
+    or more from the 20 before them.
 
     Example: `runstore metric nightly-etl rows_loaded`
     """
