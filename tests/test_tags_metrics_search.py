@@ -198,6 +198,10 @@ def test_metric_lists_a_job_metric_with_percentiles_and_trend(db, cli):
     assert "trend: up +50%" in table
     names = ok(cli("metric", "etl"))
     assert names.splitlines()[1].split()[:2] == ["rows", "25"]
+    listed = cli.json("metric", "etl")
+    assert listed["job"] == "etl" and [(m["name"], m["runs"]) for m in listed["metrics"]] == [
+        ("rows", 25)
+    ]
 
 
 def test_a_steady_or_young_metric_has_no_trend(db, cli):

@@ -12,6 +12,7 @@ from runstore.cli.output import (
     Column,
     CsvOption,
     JsonlOption,
+    JsonObjectOption,
     JsonOption,
     WideOption,
     print_json,
@@ -260,7 +261,7 @@ def metric(
         int, typer.Option("--limit", "-n", help="The newest runs that reported it.", min=1)
     ] = 20,
     since: SinceOption = None,
-    as_json: JsonOption = False,
+    as_json: JsonObjectOption = False,
     as_jsonl: JsonlOption = False,
     as_csv: CsvOption = False,
     wide: WideOption = False,
@@ -286,7 +287,10 @@ def metric(
         names = metric_names(store, job)
         if not names and fmt in (Format.TABLE, Format.TEXT):
             fail(f"no metrics reported by job {job!r} (runstore event --metric NAME=N)", 1)
-        emit(names, METRIC_NAME_COLUMNS, fmt, wide=wide)
+        if fmt is Format.JSON:
+            print_json({"job": job, "metrics": names})
+        else:
+            emit(names, METRIC_NAME_COLUMNS, fmt, wide=wide)
         return
     fetched = metric_series(store, job, name, limit=max(limit, TREND_RUNS), since=window)
     rows = fetched[:limit]
