@@ -162,6 +162,12 @@ def test_every_command_is_fuzzed(name):
 def test_random_command_lines_never_trace_back_nor_lose_a_run(store, monkeypatch):
     cli, home = store
     monkeypatch.chdir(home)  # relative paths in random values land here
+    # `runstore ui` serves until stopped: here its options are fuzzed up to the point where the
+    # server would start (serving is tested in test_ui_routes.py and test_ui_browser.py).
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    monkeypatch.setattr("webbrowser.open", lambda *args, **kwargs: True)
     before = _kept(cli.db)
     exec_codes = {0, 1, 2, 3, 124, 126, 127}
 
