@@ -72,6 +72,16 @@ def encode(event_type: str, level: str, message: str | None, data: dict[str, Any
     return json.dumps(line, ensure_ascii=False, default=str).encode() + b"\n"
 
 
+def metric_fields(name: str, value: float, step: int | None = None) -> dict[str, Any]:
+    """A metric's fields on the channel (with type ``metric``), a whole number kept whole
+    (``120``, not ``120.0``); the caller has checked them."""
+    whole = float(value).is_integer() and abs(value) < 2**53
+    fields: dict[str, Any] = {"name": name, "value": int(value) if whole else value}
+    if step is not None:
+        fields["step"] = step
+    return fields
+
+
 def decode(raw: bytes) -> ChannelEvent:
     """The event a channel line (without its newline) records: the one it describes, or a
     ``malformed_event`` warning that says what was wrong and keeps the start of the line."""

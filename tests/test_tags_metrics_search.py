@@ -109,6 +109,8 @@ def test_log_metric_writes_a_row_and_an_event(db):
             run.log_metric("rows_loaded", float("nan"))
         with pytest.raises(UsageError, match="must be a finite number"):
             run.log_metric("rows_loaded", "12")  # type: ignore[arg-type]
+        with pytest.raises(UsageError, match="metric name None"):
+            run.log_event("metric")  # a metric event is a metric: no name, no event
         run.log_event("log", message="the run goes on")
     rows = query(db, "SELECT name, value, step FROM run_metrics ORDER BY id")
     assert rows == [

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from runstore.channel import METRIC, default_event_type, encode, send
+from runstore.channel import METRIC, default_event_type, encode, metric_fields, send
 from runstore.store.limits import LEVELS, MAX_EVENT_TYPE, metric_problem
 
 _VALUE_OPTIONS = {
@@ -66,9 +66,7 @@ def _metric(text: str, step: int | None) -> dict[str, object] | None:
         return None
     if not sep or metric_problem(name, number, step) is not None:
         return None
-    whole = number.is_integer() and abs(number) < 2**53
-    return {"name": name, "value": int(number) if whole else number,
-            **({"step": step} if step is not None else {})}  # fmt: skip
+    return metric_fields(name, number, step)
 
 
 def _read(args: list[str]) -> tuple[str | None, dict[str, str], list[str]] | None:

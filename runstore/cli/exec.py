@@ -261,7 +261,7 @@ def event(
 
     Example: runstore event --metric rows_loaded=120 --metric bytes=5e6
     """
-    from runstore.channel import METRIC, default_event_type, encode, send
+    from runstore.channel import METRIC, default_event_type, encode, metric_fields, send
     from runstore.errors import UsageError
     from runstore.record.ids import parse_metric
 
@@ -282,8 +282,8 @@ def event(
     if step is not None and not measured:
         raise UsageError("--step goes with --metric")
 
-    metric_fields = [_metric_fields(name, value, step) for name, value in measured]
-    lines = [encode(METRIC, "info", None, fields) for fields in metric_fields]
+    sent = [metric_fields(name, value, step) for name, value in measured]
+    lines = [encode(METRIC, "info", None, fields) for fields in sent]
     if message is not None:
         lines.insert(0, encode(kind, level.value, message, {"message": message, **fields}))
     own = ("type", "level", "message")  # on the channel these would be the event's own fields
@@ -296,7 +296,7 @@ def event(
         run = RunLogger.attach(run_id, db=db)
         if message is not None:
             run.log_event(kind, {"message": message, **fields}, level=level.value, message=message)
-        for metric in metric_fields:
+        for metric in sent:
             run.log_metric(metric["name"], metric["value"], step)
         run.finish()
     except Exception as exc:  # recording must never break the job that calls us
@@ -304,12 +304,6 @@ def event(
 
         warn(f"event not recorded: {reason(exc)}")
     leave(0)
-
-
-def _metric_fields(name: str, value: float, step: int | None) -> dict[str, Any]:
-    """A metric's channel fields, a whole number kept whole (``120``, not ``120.0``)."""
-    number: float | int = int(value) if value.is_integer() and abs(value) < 2**53 else value
-    return {"name": name, "value": number, **({"step": step} if step is not None else {})}
 
 
 def record_refused(args: list[str], problem: str) -> None:

@@ -100,10 +100,9 @@ class _Events:
             raise ValueError(f"event type must be 1-{MAX_EVENT_TYPE} characters")
         if message is not None:
             message = storable_text(message)
-        if event_type == "metric":  # its data is a row of run_metrics too
-            data = (
-                metric_data(data.get("name"), data.get("value"), data.get("step")) if data else {}
-            )
+        if event_type == "metric":  # its data is a row of run_metrics too: checked as one
+            given = data or {}
+            data = metric_data(given.get("name"), given.get("value"), given.get("step"))
         self.log_event_json(event_type, to_json(data) if data else None, level, message, ts=ts)
 
     def log_event_json(
