@@ -17,6 +17,8 @@ from runstore.exec.outcome import (
     exited_data,
     last_error_line,
     resource_use,
+    retry_notice,
+    worth_retrying,
 )
 from runstore.exec.pump import DRAIN_MAX_S, DRAIN_QUIET_S, SAMPLE_FIRST_S, Deadlines
 
@@ -120,3 +122,34 @@ def test_memory_samples_space_out():
             moments.append(round(now, 3))
     gaps = [round(later - earlier, 6) for earlier, later in itertools.pairwise(moments)]
     assert gaps == sorted(gaps) and gaps[-1] == 2.0  # doubling, up to every 2 s
+
+
+@pytest.mark.parametrize(
+    ("code", "attempt", "retry_on", "cancelled", "again"),
+    [
+        (0, 1, None, False, False),  # it worked
+        (1, 1, None, False, True),
+        (1, 3, None, False, True),  # the third attempt of four
+        (1, 4, None, False, False),  # no attempt left
+        (1, 1, None, True, False),  # somebody cancelled the run
+        (75, 1, (75,), False, True),
+        (1, 1, (75,), False, False),  # not a code worth a retry
+        (124, 1, None, False, True),  # a timeout is a failure like any other
+    ],
+)
+def test_a_failed_attempt_runs_again_while_attempts_are_left(
+    code, attempt, retry_on, cancelled, again
+):
+    ending = Outcome(code, "completed" if code == 0 else "failed", None)
+    decided = worth_retrying(
+        ending, attempt=attempt, retries=3, retry_on=retry_on, cancelled=cancelled
+    )
+    assert decided is again
+
+
+def test_the_retry_notice_says_which_attempt_failed_why_and_when_the_next_starts():
+    message, data = retry_notice(Outcome(3, "failed", "exit code 3: disk full"), 1, 3, 10.0)
+    assert message == "attempt 1 of 3 failed (exit code 3: disk full); trying again in 10s"
+    assert data == {"attempt": 1, "exit_code": 3, "delay_s": 10.0}
+    message, _ = retry_notice(Outcome(1, "failed", None), 2, 3, 0)
+    assert message == "attempt 2 of 3 failed (exit code 1); trying again"

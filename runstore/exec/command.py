@@ -11,13 +11,14 @@ Recording never breaks the job: every store write happens on a recorder thread (
 a locked, full or read-only store cannot stall the output or change the exit code; what is not
 recorded is said in a warning.
 
-The pieces: ``child`` (the process), ``pump`` (the loop that moves its output), ``outcome`` (pure
-decisions), ``recorder`` (the store), ``capture`` (bounded output); this module runs them.
+The pieces: ``child`` (the process), ``pump`` (the loop that moves its output), ``passthrough``
+(the output on its way to ours), ``outcome`` (pure decisions), ``recorder`` (the store),
+``capture`` (bounded output). This module runs them: an ``Execution`` is the run, an ``Attempt``
+one start of the command (more than one with ``--retries``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -32,11 +33,12 @@ from runstore import env
 from runstore.channel import Channel, LineSplitter, decode
 from runstore.errors import UsageError
 from runstore.exec import HEAD_LINES, KILL_AFTER_S, MAX_RETRIES, RETRY_DELAY_S, TAIL_LINES, outcome
-from runstore.exec.capture import STDERR, STDOUT, Line, OutputCapture, Spool
+from runstore.exec.capture import STDERR, Line, OutputCapture
 from runstore.exec.child import Child, take_signals
 from runstore.exec.naming import default_job_name
 from runstore.exec.outcome import Outcome, signal_name
-from runstore.exec.pump import Deadlines, pump, write_all
+from runstore.exec.passthrough import Passthrough
+from runstore.exec.pump import Deadlines, pump
 from runstore.exec.recorder import Event, Finish, OutputLine, Recorder
 from runstore.humanize import format_duration
 from runstore.record.ids import check_job, check_run_id, check_tags
@@ -131,19 +133,16 @@ def run_command(
 
 
 class Execution:
-    """One run of a command: its signals, its output, its warnings, its end."""
+    """One run of a command, across its attempts: its signals, its warnings, its end."""
 
     def __init__(
         self, argv: list[str], options: ExecOptions, warn: Warn | None, out: int, err: int
     ) -> None:
         self.argv = argv
         self.options = options
-        self.fds = {STDOUT: out, STDERR: err}
+        self.passthrough = Passthrough(out, err, quiet=options.quiet)
         self._warn = warn
         self.warnings: list[str] = []
-        self.capture = OutputCapture(options.head_lines, options.tail_lines)
-        self.spool = Spool() if options.quiet else None
-        self.child = Child(argv)
         # The run spans runstore's start to the command's exit, however long the store makes
         # either side wait.
         self.started = (datetime.now(timezone.utc), time.monotonic())
@@ -156,19 +155,15 @@ class Execution:
             started=self.started,
             tags=options.tags,
         )
-        self.attempt = 1
+        self.attempt = Attempt(self, 1)
         self.cancel_signal: int | None = None
         self.signal_events = 0
-        self.timed_out = self.killed = False
         self.store_warned = False
-        self.last_error_line: str | None = None
         self.note_to: Warn | None = None
         self.channel: Channel | None = None
         self._channel_lines = LineSplitter()
         # Events past the head of the output, held to be stored in time order with the tail.
         self._held: deque[Event] = deque()
-        self._dead_fds: set[int] = set()
-        self._stderr_mid_line = False
 
     # -- notes, warnings, events -----------------------------------------------------------------
 
@@ -181,13 +176,9 @@ class Execution:
 
     def _say(self, to: Warn | None, message: str) -> None:
         """A line of runstore's on stderr, on a line of its own."""
-        if to is None:
-            return
-        if self._stderr_mid_line and self.spool is None:
-            with contextlib.suppress(OSError):
-                write_all(self.fds[STDERR], b"\n")
-            self._stderr_mid_line = False
-        to(message)
+        if to is not None:
+            self.passthrough.end_line()
+            to(message)
 
     def check_store(self) -> None:
         problem = self.recorder.problem
@@ -201,18 +192,34 @@ class Execution:
     def record(self, event: Event) -> None:
         """Store ``event`` in its place in the timeline: at once while output lines are stored
         as they come; past the head, with the tail, in time order, when the command ends."""
-        if self.capture.in_head or event.flush:
+        if self.attempt.capture.in_head or event.flush:
             self.recorder.inbox.put(event)
             return
         self._held.append(event)
         if len(self._held) > MAX_HELD_EVENTS:
             self.recorder.inbox.put(self._held.popleft())
 
+    def events_read(self, data: bytes | memoryview, *, last: bool = False) -> None:
+        """Events the command sent on its channel, each stored where it came in the output."""
+        ts = time.time_ns()
+        lines = self._channel_lines.feed(data)
+        if last:
+            lines += self._channel_lines.rest()
+        for raw in lines:
+            sent = decode(raw)
+            self.record(Event(sent.event_type, sent.data, sent.level, sent.message, ts=ts))
+
+    def held_events(self) -> list[Event]:
+        """The events held back for the tail, handed over once."""
+        held = list(self._held)
+        self._held.clear()
+        return held
+
     # -- signals ---------------------------------------------------------------------------------
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         name = signal_name(signum)
-        forwarded = self.child.relay(signum)
+        forwarded = self.attempt.child.relay(signum)
         if self.cancel_signal is None:
             self.cancel_signal = signum
         if self.signal_events < MAX_SIGNAL_EVENTS:
@@ -231,8 +238,7 @@ class Execution:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            if self.spool is not None:
-                self.spool.close()
+            self.passthrough.close()
             if self.channel is not None:
                 self.channel.close()
             self.recorder.close()
@@ -250,11 +256,18 @@ class Execution:
             return self._end(Outcome(128 + self.cancel_signal, "cancelled", reason))
         environment = self._environment()
         while True:
-            ended = self._attempt(environment)
-            if isinstance(ended, ExecResult):
-                return ended
+            ended = self.attempt.run(environment)
+            if isinstance(ended, Outcome):  # it could not be started
+                return self._end(ended, spawn_error=ended.reason)
             ending, events, usage = ended
-            if not self._retrying(ending):
+            options = self.options
+            if not outcome.worth_retrying(
+                ending,
+                attempt=self.attempt.number,
+                retries=options.retries,
+                retry_on=options.retry_on,
+                cancelled=self.cancel_signal is not None,
+            ):
                 return self._end(ending, events=events, usage=usage)
             for message in events:  # this attempt's end, stored before the next one starts
                 self.recorder.inbox.put(message)
@@ -262,55 +275,11 @@ class Execution:
             if cancelled is not None:
                 return self._end(cancelled)
 
-    def _attempt(
-        self, environment: dict[str, str]
-    ) -> ExecResult | tuple[Outcome, list[OutputLine | Event], dict[str, Any]]:
-        """Run the command once: how it ended, the events that close its attempt and its
-        resource use; or, when it cannot be started, the run's result."""
-        problem = self.child.spawn(environment)
-        if problem is not None:
-            code, message = problem[0], redact_text(problem[1])  # argv[0] may hold a secret
-            self.record(Event("error", {"message": message}, "error", message))
-            return self._end(Outcome(code, "failed", message), spawn_error=message)
-        started: dict[str, Any] = {"pid": self.child.pid, "process_group": self.child.own_group}
-        if self.options.timeout is not None:
-            started["timeout_s"] = self.options.timeout
-        if self.options.retries:
-            started["attempt"] = self.attempt
-        # flushed: before anything the command itself records
-        self.record(Event("process_started", started, "info", f"started {self.argv[0]}", True))
-        wake_r, wake_w = os.pipe()
-        waiter = self.child.wait(wake_w)
-        try:
-            now = time.monotonic()
-            deadlines = Deadlines.starting(now, self.options.timeout, self.options.kill_after)
-            channels = {EVENTS: self.channel.fd} if self.channel is not None else None
-            pump(self.child.pipes, wake_r, deadlines, self, channels)
-        finally:
-            if self.child.exited:
-                waiter.join()
-            os.close(wake_r)
-            os.close(wake_w)
-        return self._ended()
-
-    def _retrying(self, ending: Outcome) -> bool:
-        """Whether a failed attempt is tried again: attempts are left, nobody cancelled the
-        run, and its exit code is one of --retry-on (any failure without it)."""
-        options = self.options
-        if ending.exit_code == 0 or self.attempt > options.retries:
-            return False
-        if self.cancel_signal is not None:
-            return False
-        return options.retry_on is None or ending.exit_code in options.retry_on
-
     def _before_the_next_attempt(self, ending: Outcome) -> Outcome | None:
         """Say why the command runs again, wait --retry-delay, and make ready a fresh attempt;
         the run's outcome instead when a cancel signal comes while waiting."""
-        total, delay = self.options.retries + 1, self.options.retry_delay
-        why = ending.reason or f"exit code {ending.exit_code}"
-        message = f"attempt {self.attempt} of {total} failed ({why})"
-        message += f"; trying again in {format_duration(delay)}" if delay else "; trying again"
-        data = {"attempt": self.attempt, "exit_code": ending.exit_code, "delay_s": delay}
+        number, delay = self.attempt.number, self.options.retry_delay
+        message, data = outcome.retry_notice(ending, number, self.options.retries + 1, delay)
         self.record(Event("retry", data, "warning", message, flush=True))
         self.note(message)
         deadline = time.monotonic() + delay
@@ -318,12 +287,8 @@ class Execution:
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         if self.cancel_signal is not None:
             name, code = signal_name(self.cancel_signal), 128 + self.cancel_signal
-            return Outcome(code, "cancelled", f"cancelled by {name} after attempt {self.attempt}")
-        self.attempt += 1
-        self.child = Child(self.argv)
-        self.capture = OutputCapture(self.options.head_lines, self.options.tail_lines)
-        self.timed_out = self.killed = False
-        self.last_error_line = None
+            return Outcome(code, "cancelled", f"cancelled by {name} after attempt {number}")
+        self.attempt = Attempt(self, number + 1)
         return None
 
     def _environment(self) -> dict[str, str]:
@@ -354,100 +319,7 @@ class Execution:
             )
         self.check_store()
 
-    # -- what the pump hands over (pump.Handler) -------------------------------------------------
-
-    def due(self, what: str) -> None:
-        timeout, kill_after = self.options.timeout, self.options.kill_after
-        if what == "sample":
-            self.child.sample_rss()
-        elif what == "timeout":
-            self.timed_out = True
-            message = f"timed out after {format_duration(timeout or 0)}; sent SIGTERM"
-            data = {"timeout_s": timeout, "signal": "SIGTERM"}
-            self.record(Event("timeout", data, "error", message))
-            self.child.send(signal.SIGTERM)
-            self.note(message)
-        elif what == "kill":
-            self.killed = True
-            message = f"still running {format_duration(kill_after)} after SIGTERM; sent SIGKILL"
-            data = {"kill_after_s": kill_after, "signal": "SIGKILL"}
-            self.record(Event("timeout", data, "error", message))
-            self.child.send(signal.SIGKILL)
-            self.note(message)
-
-    def output(self, stream: str, buffer: bytearray, size: int) -> bool:
-        """Pass ``buffer[:size]`` through and capture it; False when the pipe should be closed."""
-        if stream == EVENTS:
-            self._events_read(memoryview(buffer)[:size])
-            return True
-        keep_open = True
-        data = memoryview(buffer)[:size]
-        if self.spool is not None:
-            self.spool.write(1 if stream == STDOUT else 2, data)
-        elif (fd := self.fds[stream]) not in self._dead_fds:
-            try:
-                write_all(fd, data)
-                if stream == STDERR:
-                    self._stderr_mid_line = buffer[size - 1] != 10  # b"\n"
-            except BrokenPipeError:
-                # Our reader left: close the command's pipe too, so it gets SIGPIPE as it would
-                # have writing there directly.
-                self._dead_fds.add(fd)
-                keep_open = False
-            except OSError:
-                self._dead_fds.add(fd)  # closed or broken output: keep the command going
-        data.release()
-        for line in self.capture.feed(stream, buffer, size, time.time_ns()):
-            self.recorder.inbox.put(OutputLine(line))
-            if line.stream == STDERR and line.text.strip():
-                self.last_error_line = line.text.strip()
-        return keep_open
-
-    def _events_read(self, data: bytes | memoryview, *, last: bool = False) -> None:
-        """Events the command sent on its channel, each stored where it came in the output."""
-        ts = time.time_ns()
-        lines = self._channel_lines.feed(data)
-        if last:
-            lines += self._channel_lines.rest()
-        for raw in lines:
-            sent = decode(raw)
-            self.record(Event(sent.event_type, sent.data, sent.level, sent.message, ts=ts))
-
-    def round(self) -> None:
-        self.check_store()
-
     # -- the end ---------------------------------------------------------------------------------
-
-    def _ended(self) -> tuple[Outcome, list[OutputLine | Event], dict[str, Any]]:
-        child, options = self.child, self.options
-        tail = self.capture.tail()
-        ending = outcome.classify_exit(
-            child.wait_status,
-            timeout=options.timeout,
-            timed_out=self.timed_out,
-            kill_after=options.kill_after,
-            killed=self.killed,
-            cancel_signal=self.cancel_signal,
-            last_error=outcome.last_error_line(tail, self.last_error_line),
-        )
-        if self.channel is not None:  # what the command sent last
-            self._events_read(self.channel.read_all(), last=True)
-        usage = outcome.resource_use(child.rusage, child.rss_at_spawn_kb, child.sampled_rss_kb)
-        *omitted, exited = outcome.closing_events(self.capture, tail, child.wait_status, usage)
-        events = _in_time_order(tail, list(self._held), omitted)
-        self._held.clear()
-        kind, data, say = exited
-        if options.retries:
-            data["attempt"] = self.attempt
-        events.append(Event(kind, data, "info", say))
-        return ending, events, usage
-
-    def _replay_write(self, fd_index: int, data: bytes) -> None:
-        with contextlib.suppress(OSError):
-            write_all(self.fds[STDOUT if fd_index == 1 else STDERR], data)
-
-    def _replay_note(self, omitted: int) -> None:
-        self._replay_write(2, f"\n[runstore: {omitted:,} bytes of output not kept]\n".encode())
 
     def _end(
         self,
@@ -457,14 +329,14 @@ class Execution:
         usage: dict[str, Any] | None = None,
         spawn_error: str | None = None,
     ) -> ExecResult:
-        if self.spool is not None and ending.exit_code != 0:
-            self.spool.replay(self._replay_write, self._replay_note)
-        exited = self.child.exited_clock
+        if ending.exit_code != 0:
+            self.passthrough.show_spooled()
+        exited = self.attempt.child.exited_clock
         duration_ms = int(((exited or time.monotonic()) - self.started[1]) * 1000)
         columns = {k: v for k, v in (usage or {}).items() if k != "max_rss_source"}
         extra = {"signal": ending.signal, "duration_ms": duration_ms, **columns}
         if self.options.retries:
-            extra["attempts"] = self.attempt
+            extra["attempts"] = self.attempt.number
         finish = Finish(events or [], ending.status, ending.exit_code, ending.reason, extra)
         self.recorder.inbox.put(finish)
         unrecorded = self.recorder.wait(self.options.finish_wait)
@@ -486,6 +358,121 @@ class Execution:
             spawn_error=spawn_error,
             warnings=self.warnings,
         )
+
+
+Ended = tuple[Outcome, list[OutputLine | Event], dict[str, Any]]
+
+
+class Attempt:
+    """One start of the command: its process, its clock, its captured output. What the pump
+    hands over (``pump.Handler``) comes here."""
+
+    def __init__(self, execution: Execution, number: int) -> None:
+        self.execution = execution
+        self.options = options = execution.options
+        self.number = number
+        self.child = Child(execution.argv)
+        self.capture = OutputCapture(options.head_lines, options.tail_lines)
+        self.timed_out = self.killed = False
+        self.last_error_line: str | None = None
+
+    def run(self, environment: dict[str, str]) -> Outcome | Ended:
+        """Run the command once: how it ended, the events that close the attempt and its
+        resource use; or, when it cannot be started, the run's outcome."""
+        execution, child = self.execution, self.child
+        problem = child.spawn(environment)
+        if problem is not None:
+            code, message = problem[0], redact_text(problem[1])  # argv[0] may hold a secret
+            execution.record(Event("error", {"message": message}, "error", message))
+            return Outcome(code, "failed", message)
+        started: dict[str, Any] = {"pid": child.pid, "process_group": child.own_group}
+        if self.options.timeout is not None:
+            started["timeout_s"] = self.options.timeout
+        if self.options.retries:
+            started["attempt"] = self.number
+        # flushed: before anything the command itself records
+        argv0 = execution.argv[0]
+        execution.record(Event("process_started", started, "info", f"started {argv0}", True))
+        wake_r, wake_w = os.pipe()
+        waiter = child.wait(wake_w)
+        try:
+            now = time.monotonic()
+            deadlines = Deadlines.starting(now, self.options.timeout, self.options.kill_after)
+            channel = execution.channel
+            channels = {EVENTS: channel.fd} if channel is not None else None
+            pump(child.pipes, wake_r, deadlines, self, channels)
+        finally:
+            if child.exited:
+                waiter.join()
+            os.close(wake_r)
+            os.close(wake_w)
+        return self._ended()
+
+    # -- what the pump hands over (pump.Handler) -------------------------------------------------
+
+    def due(self, what: str) -> None:
+        timeout, kill_after = self.options.timeout, self.options.kill_after
+        if what == "sample":
+            self.child.sample_rss()
+            return
+        if what == "timeout":
+            self.timed_out = True
+            message = f"timed out after {format_duration(timeout or 0)}; sent SIGTERM"
+            data: dict[str, Any] = {"timeout_s": timeout, "signal": "SIGTERM"}
+            sig = signal.SIGTERM
+        elif what == "kill":
+            self.killed = True
+            message = f"still running {format_duration(kill_after)} after SIGTERM; sent SIGKILL"
+            data = {"kill_after_s": kill_after, "signal": "SIGKILL"}
+            sig = signal.SIGKILL
+        else:
+            return
+        self.execution.record(Event("timeout", data, "error", message))
+        self.child.send(sig)
+        self.execution.note(message)
+
+    def output(self, stream: str, buffer: bytearray, size: int) -> bool:
+        """Pass ``buffer[:size]`` through and capture it; False when the pipe should be closed."""
+        execution = self.execution
+        if stream == EVENTS:
+            execution.events_read(memoryview(buffer)[:size])
+            return True
+        data = memoryview(buffer)[:size]
+        keep_open = execution.passthrough.write(stream, data)
+        data.release()
+        for line in self.capture.feed(stream, buffer, size, time.time_ns()):
+            execution.recorder.inbox.put(OutputLine(line))
+            if line.stream == STDERR and line.text.strip():
+                self.last_error_line = line.text.strip()
+        return keep_open
+
+    def round(self) -> None:
+        self.execution.check_store()
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    def _ended(self) -> Ended:
+        child, options, execution = self.child, self.options, self.execution
+        tail = self.capture.tail()
+        ending = outcome.classify_exit(
+            child.wait_status,
+            timeout=options.timeout,
+            timed_out=self.timed_out,
+            kill_after=options.kill_after,
+            killed=self.killed,
+            cancel_signal=execution.cancel_signal,
+            last_error=outcome.last_error_line(tail, self.last_error_line),
+        )
+        if execution.channel is not None:  # what the command sent last
+            execution.events_read(execution.channel.read_all(), last=True)
+        usage = outcome.resource_use(child.rusage, child.rss_at_spawn_kb, child.sampled_rss_kb)
+        *omitted, exited = outcome.closing_events(self.capture, tail, child.wait_status, usage)
+        events = _in_time_order(tail, execution.held_events(), omitted)
+        kind, data, say = exited
+        if options.retries:
+            data["attempt"] = self.number
+        events.append(Event(kind, data, "info", say))
+        return ending, events, usage
 
 
 def _in_time_order(

@@ -71,6 +71,32 @@ def classify_exit(
     return Outcome(0, "completed", None)
 
 
+def worth_retrying(
+    ending: Outcome,
+    *,
+    attempt: int,
+    retries: int,
+    retry_on: tuple[int, ...] | None,
+    cancelled: bool,
+) -> bool:
+    """Whether attempt number ``attempt`` runs again: it failed, attempts are left (``retries``
+    after the first), nobody cancelled the run, and its exit code is one of ``retry_on`` (any
+    failure when that is None)."""
+    if ending.exit_code == 0 or attempt > retries or cancelled:
+        return False
+    return retry_on is None or ending.exit_code in retry_on
+
+
+def retry_notice(
+    ending: Outcome, attempt: int, attempts: int, delay: float
+) -> tuple[str, dict[str, Any]]:
+    """The line and data of the ``retry`` event that says why the command runs again."""
+    why = ending.reason or f"exit code {ending.exit_code}"
+    message = f"attempt {attempt} of {attempts} failed ({why})"
+    message += f"; trying again in {format_duration(delay)}" if delay else "; trying again"
+    return message, {"attempt": attempt, "exit_code": ending.exit_code, "delay_s": delay}
+
+
 def last_error_line(tail: list[Line], seen: str | None) -> str | None:
     """The last non-blank stderr line of the output's tail, else the last one ``seen``."""
     return next(
