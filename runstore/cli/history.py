@@ -23,7 +23,8 @@ from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption, Wide
 from runstore.history import HISTORY_FIELDS, HISTORY_LIMIT
 
 if TYPE_CHECKING:
-    from runstore.store.store import EventFilter, Store
+    from runstore.store.event_rows import EventFilter
+    from runstore.store.store import Store
 
 HISTORY_COLUMNS = [
     Column("run_id", "RUN", "id"),

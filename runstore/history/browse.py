@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import and_, case, func, literal, literal_column, select, text, tuple_
 
 from runstore.history.queries import HistoryFilter, store_history_query
+from runstore.store.event_rows import EventFilter
 from runstore.store.schema import NEWEST_FIRST, NOT_COMPLETED_STATUSES, RunStatus, runs
-from runstore.store.store import EventFilter, Store
+from runstore.store.store import Store
 
 RUN_FIELDS = (runs.c.id, runs.c.run_id, runs.c.job, runs.c.status, runs.c.started_at,
               runs.c.finished_at, runs.c.duration_ms, runs.c.exit_code, runs.c.error_summary,

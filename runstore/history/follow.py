@@ -12,8 +12,9 @@ from dataclasses import replace
 from typing import Any
 
 from runstore.history.reaper import reap_quietly
+from runstore.store.event_rows import EventFilter
 from runstore.store.schema import RunStatus
-from runstore.store.store import EventFilter, Store
+from runstore.store.store import Store
 
 POLL_S = 0.5
 REAP_EVERY_S = 5.0

@@ -18,6 +18,7 @@ from sqlalchemy import Select, and_, func, select
 from runstore.errors import UsageError
 from runstore.history import HISTORY_FIELDS, HISTORY_LIMIT
 from runstore.humanize import humane_duration
+from runstore.store.event_rows import EventFilter
 from runstore.store.schema import (
     LEVELS,
     NEWEST_FIRST,
@@ -28,7 +29,7 @@ from runstore.store.schema import (
     runs,
 )
 from runstore.store.search import has_index, matching_runs
-from runstore.store.store import EventFilter, Store
+from runstore.store.store import Store
 
 HISTORY_COLUMNS = tuple(runs.c[name] for name in HISTORY_FIELDS)
 

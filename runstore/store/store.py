@@ -17,7 +17,7 @@ from itertools import count, repeat
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Connection, Engine, Text, cast, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from runstore.errors import (
@@ -33,6 +33,7 @@ from runstore.errors import (
 )
 from runstore.signals import critical
 from runstore.store import engine as engines
+from runstore.store.event_rows import EventFilter, event_rows
 from runstore.store.location import (
     default_db_path,
     display,
@@ -59,26 +60,9 @@ T = TypeVar("T")
 #   inspect  it must exist; change nothing at all, not even its WAL mode (db check, backups)
 OpenMode = Literal["write", "read", "inspect"]
 
-_SQLITE_EVENT_ROWS = (
-    "SELECT seq, substr(ts, 1, 10) || 'T' || substr(ts, 12) || '+00:00', event_type, level, "
-    "message, CAST(data AS TEXT) FROM events"
-)
-
 # One event as the hot path hands it over: (time, event_type, level, message, data as JSON). The
 # time is an aware datetime, or nanoseconds since the epoch (``time.time_ns()``: the cheap clock).
 EventRow = tuple["datetime | int", str, str, "str | None", "str | None"]
-
-
-@dataclass(frozen=True)
-class EventFilter:
-    """Which of a run's events to read: at these levels, of these types, after a seq, output
-    lines of one stream; ``tail``: only the last N of those."""
-
-    levels: tuple[str, ...] = ()
-    types: tuple[str, ...] = ()
-    after_seq: int = 0
-    stream: str | None = None
-    tail: int | None = None
 
 
 @dataclass
@@ -348,65 +332,8 @@ class Store:
         """A run's events (those ``only`` lets through) as tuples (seq, ISO-8601 UTC time, type,
         level, message, data JSON text), in order, streamed without per-row type conversion:
         the fast path behind run_log.json, ``show`` and ``logs``."""
-        only = only or EventFilter()
-        if self.is_sqlite:
-            rows = self._iter_sqlite_event_rows(run_pk, only, batch_size)
-        else:
-            rows = self._iter_server_event_rows(run_pk, only, batch_size)
-        if only.tail is None:
-            yield from rows
-        else:  # the last N, read newest first: hand them over oldest first
-            yield from reversed(list(rows))
-
-    def _iter_server_event_rows(
-        self, run_pk: int, only: EventFilter, batch_size: int
-    ) -> Iterator[tuple[Any, ...]]:
-        data = cast(events.c.data, Text)
-        query = select(
-            events.c.seq, events.c.ts, events.c.event_type, events.c.level, events.c.message, data
-        ).where(events.c.run_pk == run_pk, events.c.seq > only.after_seq)
-        if only.levels:
-            query = query.where(events.c.level.in_(only.levels))
-        if only.types:
-            query = query.where(events.c.event_type.in_(only.types))
-        if only.stream is not None:
-            stream = events.c.data["stream"].as_string()
-            query = query.where(events.c.event_type == "output", stream == only.stream)
-        if only.tail is None:
-            query = query.order_by(events.c.seq)
-        else:
-            query = query.order_by(events.c.seq.desc()).limit(only.tail)
         with self.read() as conn:
-            result = conn.execution_options(yield_per=batch_size).execute(query)
-            for seq, moment, etype, level, message, text in result:
-                yield seq, moment.isoformat(timespec="microseconds"), etype, level, message, text
-
-    def _iter_sqlite_event_rows(
-        self, run_pk: int, only: EventFilter, batch_size: int
-    ) -> Iterator[tuple[Any, ...]]:
-        # The driver's own cursor on a pooled connection: rows arrive as plain tuples, and SQLite
-        # turns its "YYYY-MM-DD HH:MM:SS.ffffff" (UTC) into ISO-8601 by string surgery. One
-        # SELECT reads one consistent snapshot.
-        where = ["run_pk = ?", "seq > ?"]
-        params: list[Any] = [run_pk, only.after_seq]
-        if only.levels:
-            where.append(f"level IN ({', '.join('?' * len(only.levels))})")
-            params += only.levels
-        if only.types:
-            where.append(f"event_type IN ({', '.join('?' * len(only.types))})")
-            params += only.types
-        if only.stream is not None:
-            where.append("event_type = 'output' AND json_extract(data, '$.stream') = ?")
-            params.append(only.stream)
-        order = "ORDER BY seq" if only.tail is None else f"ORDER BY seq DESC LIMIT {only.tail:d}"
-        sql = f"{_SQLITE_EVENT_ROWS} WHERE {' AND '.join(where)} {order}"
-        with self.read() as conn:
-            cursor = engines.driver_connection(conn).cursor()
-            try:
-                cursor.arraysize = batch_size
-                yield from cursor.execute(sql, params)
-            finally:
-                cursor.close()
+            yield from event_rows(conn, run_pk, only or EventFilter(), batch_size)
 
     def count_runs(self) -> int:
         with self.read() as conn:

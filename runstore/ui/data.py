@@ -166,7 +166,7 @@ def normalised(line: str) -> str:
 
 
 def output_lines(store: Store, run_pk: int) -> list[str]:
-    from runstore.store.store import EventFilter
+    from runstore.store.event_rows import EventFilter
 
     rows = browse.events_page(
         store, run_pk, size=COMPARED_LINES, only=EventFilter(types=("output",))

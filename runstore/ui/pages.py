@@ -21,8 +21,9 @@ from runstore.health.schedule import describe
 from runstore.health.states import judge
 from runstore.history import browse
 from runstore.humanize import format_number
+from runstore.store.event_rows import EventFilter
 from runstore.store.schema import RunStatus
-from runstore.store.store import EventFilter, Store
+from runstore.store.store import Store
 from runstore.ui import charts, data
 
 CHART_RUNS = 100
