@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from runstore.store.event_rows import EventFilter
     from runstore.store.store import Store
 
-HISTORY_COLUMNS = [
+# The terminal table: a column per heading, the least needed dropped first on a narrow screen.
+HISTORY_TABLE = [
     Column("run_id", "RUN", "id"),
     Column("job", "JOB", "id"),
     Column("status", "STATUS", "status"),
@@ -165,7 +166,7 @@ def history(
         print(f"no runs match {asked}" if asked else "no runs yet", file=sys.stderr)
         return
     with paged(fmt is Format.TABLE) as out:
-        emit(_for_display(found), HISTORY_COLUMNS, fmt, out=out, wide=wide)
+        emit(_for_display(found), HISTORY_TABLE, fmt, out=out, wide=wide)
     if more:
         print(f"(the newest {limit}; --limit N or --all for more)", file=sys.stderr)
 

@@ -23,7 +23,8 @@ from runstore.history import STATS_FIELDS
 if TYPE_CHECKING:
     from runstore.store.store import Store
 
-STATS_COLUMNS = [
+# The terminal table: a column per heading, the least needed dropped first on a narrow screen.
+STATS_TABLE = [
     Column("job", "JOB", "id"),
     Column("runs", "RUNS", "count"),
     Column("completed", "OK", "count", drop=4),
@@ -86,7 +87,7 @@ def stats(
             print("no runs match" if since or job or tags else "no runs yet", file=sys.stderr)
             return
         with paged(fmt is Format.TABLE) as out:
-            emit(rows, STATS_COLUMNS, fmt, out=out, wide=wide)
+            emit(rows, STATS_TABLE, fmt, out=out, wide=wide)
     else:
         emit(rows, MACHINE_STATS_COLUMNS, fmt)
 
