@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from runstore import procinfo
 from runstore.errors import OutputError, UsageError
@@ -57,10 +57,56 @@ class Output:
     file: Path | None = None  # a regular file (or none yet), symlinks resolved: replaced whole
 
 
+# Standard descriptors that were closed when runstore started. /dev/null holds their numbers,
+# so that no file runstore opens (the store itself) becomes its "stdout"; writing there fails.
+_closed_standard: set[int] = set()
+
+
+def hold_closed_standard_descriptors(closed: Sequence[int]) -> None:
+    """Open /dev/null on each of ``closed`` (0, 1, 2), which must be closed, lowest first.
+    What runstore prints to a closed stdout fails with an OutputError; to a closed stderr it
+    goes nowhere, as there is nowhere left to say anything."""
+    for fd in sorted(closed):
+        held = os.open(os.devnull, os.O_RDWR)
+        if held != fd:
+            os.dup2(held, fd)
+            os.close(held)
+        _closed_standard.add(fd)
+    if 1 in closed:
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(_ClosedStdout()), line_buffering=True)
+    if 2 in closed:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - for the process's life
+
+
+def closed_at_start(fd: int | None) -> bool:
+    """Whether ``fd`` (0, 1 or 2) was closed when runstore started."""
+    return fd in _closed_standard
+
+
+class _ClosedStdout(io.RawIOBase):
+    """A closed stdout: the first write fails (the command's one Error: line), later ones,
+    such as the flush at exit, go nowhere."""
+
+    failed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if not self.failed:
+            self.failed = True
+            raise OutputError(
+                "cannot write to standard output: it was closed when runstore started"
+            )
+        return len(data)
+
+
 def output_target(path: str | os.PathLike[str]) -> Output:
     """What ``path`` names as an output; OutputError when it can name nothing writable."""
     given = os.fspath(path)
     fd = descriptor(given)
+    if closed_at_start(fd):
+        raise OutputError(f"cannot write {given}: it was closed when runstore started")
     if fd is not None:
         return Output(given, fd=fd)
     try:
@@ -165,18 +211,20 @@ def _in_place(target: Output) -> Iterator[TextIO]:
     """Write to a descriptor or device as it is: no temporary file, no rename."""
     if target.fd in (1, 2):
         stream = sys.stdout if target.fd == 1 else sys.stderr
-        if _fileno(stream) != target.fd:
-            # Redirected inside this process (a test runner, contextlib.redirect_stdout): the
-            # stream is where this process's "stdout" goes.
-            yield stream
-            stream.flush()
-            return
-        stream.flush()  # what Python has buffered for the descriptor goes first
+        if stream is not None:  # None: the descriptor was closed when Python started
+            if _fileno(stream) != target.fd:
+                # Redirected inside this process (a test runner, contextlib.redirect_stdout):
+                # the stream is where this process's "stdout" goes.
+                yield stream
+                stream.flush()
+                return
+            stream.flush()  # what Python has buffered for the descriptor goes first
     if target.fd is not None:
         try:
             fd = os.dup(target.fd)
         except OSError as exc:
-            raise OutputError(f"cannot write {target.given}: {exc.strerror}") from None
+            why = "it is not open" if exc.errno == errno.EBADF else exc.strerror
+            raise OutputError(f"cannot write {target.given}: {why}") from None
     else:
         try:  # no O_CREAT, no O_TRUNC: a device or FIFO is written as it is
             fd = os.open(target.given, os.O_WRONLY | os.O_NOCTTY)

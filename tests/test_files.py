@@ -76,6 +76,49 @@ def test_no_output_lands_on_the_stores_companion_files(kept, tmp_path, companion
     assert Store.open(kept.db).count_runs() == 1
 
 
+def test_a_store_reached_through_a_symlink_guards_its_real_companions(sqlite_cli, tmp_path):
+    # SQLite names the WAL after the file the link leads to, not after the link.
+    real = Path(sqlite_cli.db)
+    made = sqlite_cli("run", "--input", str(SAMPLE_INPUT), "--output", str(tmp_path / "p.json"),
+                      "--run-id", "kept")  # fmt: skip
+    assert made.exit_code == 0, made.stderr
+    link = tmp_path / "link.db"
+    os.symlink(real, link)
+    target = f"{real}-wal"
+    done = _runstore("run", "--input", str(SAMPLE_INPUT), "--output", str(tmp_path / "q.json"),
+                     "--log", target, db=str(link))  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.decode().strip() == f"Error: --log names the store's wal file: {target}"
+    assert Store.open(str(link)).find_run("kept")["status"] == "completed"
+
+
+def test_the_metrics_textfile_never_lands_on_the_store(kept, tmp_path):
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    os.symlink(kept.db, textfiles / "runstore.prom")
+    before = file_digest(Path(kept.db))
+    result = kept("metrics", "--textfile", str(textfiles))
+    assert result.exit_code == 2
+    assert error_line(result) == (
+        f"Error: --textfile names the store itself: {textfiles / 'runstore.prom'}"
+    )
+    assert file_digest(Path(kept.db)) == before
+
+
+def test_an_auth_file_is_never_the_store_nor_any_file_but_an_auth_file(kept, tmp_path):
+    before = file_digest(Path(kept.db))
+    added = kept("ui", "--add-user", "ann", "--auth-file", kept.db, input="correct horse\n")
+    assert added.exit_code == 2
+    assert error_line(added) == f"Error: --auth-file names the store itself: {kept.db}"
+    assert file_digest(Path(kept.db)) == before
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    added = kept("ui", "--add-user", "ann", "--auth-file", str(notes), input="correct horse\n")
+    assert added.exit_code == 2
+    assert "is not user:" in error_line(added)
+    assert notes.read_text() == "my notes\n"
+
+
 def test_a_hard_link_to_the_input_is_the_input(sqlite_cli, tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("a\nb\n")
@@ -203,6 +246,42 @@ def test_output_and_log_both_dash_is_a_clash(sqlite_cli):
     result = sqlite_cli("run", "--input", str(SAMPLE_INPUT), "--output", "-", "--log", "-")
     assert result.exit_code == 2
     assert error_line(result) == "Error: --output and --log name the same file: -"
+
+
+def test_a_closed_stdout_is_one_error_and_never_another_file(sqlite_db, tmp_path):
+    # With fd 1 closed, the next file runstore opened (the input, the store) used to get its
+    # number and be taken for stdout.
+    done = subprocess.run(
+        [sys.executable, "-m", "runstore", "run", "--input", str(SAMPLE_INPUT), "--output", "-",
+         "--run-id", "closed"],
+        capture_output=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60,
+        env={**os.environ, "RUNSTORE_DB": sqlite_db}, preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert b"Error: cannot write -: it was closed when runstore started" in done.stderr
+    assert b"Traceback" not in done.stderr
+    assert Store.open(sqlite_db).find_run("closed")["status"] == "failed"
+    asked = subprocess.run(
+        [sys.executable, "-m", "runstore", "history"], stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, timeout=60, env={**os.environ, "RUNSTORE_DB": sqlite_db},
+        preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    assert asked.returncode == 1
+    assert asked.stderr.decode().strip() == (
+        "Error: cannot write to standard output: it was closed when runstore started"
+    )
+
+
+def test_a_closed_stdin_as_input_is_a_failed_run_not_an_empty_one(sqlite_db, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "runstore", "run", "--input", "-", "--output",
+         str(tmp_path / "p.json"), "--run-id", "nostdin"],
+        stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+        env={**os.environ, "RUNSTORE_DB": sqlite_db}, preexec_fn=lambda: os.close(0),
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert b"Error: cannot read input -: it was closed when runstore started" in done.stderr
+    assert Store.open(sqlite_db).find_run("nostdin")["status"] == "failed"
 
 
 # -- nothing left behind --------------------------------------------------------------------------

@@ -23,6 +23,11 @@ RECORDING_COMMANDS = ("run", "exec")
 
 def main() -> None:
     """Entry point of the ``runstore`` command."""
+    closed = [fd for fd in (0, 1, 2) if not _is_open(fd)]
+    if closed:  # `runstore ... >&-`: keep those numbers from the files runstore opens
+        from runstore.files import hold_closed_standard_descriptors
+
+        hold_closed_standard_descriptors(closed)
     args = db_after_command(sys.argv[1:])
     word = command_word(args)
     if word == "event" and os.environ.get(env.EVENTS):
@@ -41,6 +46,14 @@ def main() -> None:
     except KeyboardInterrupt:  # Ctrl-C while a command that records nothing starts
         print("Error: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def db_after_command(args: list[str]) -> list[str]:

@@ -54,7 +54,7 @@ def ui(
     Example: `runstore ui --open`
     """
     if add_user is not None:
-        _add_user(add_user, auth_file)
+        _add_user(add_user, auth_file, db)
         return
     from runstore.ui.auth import read_users
 
@@ -96,11 +96,14 @@ def _check_port(host: str, port: int) -> None:
             fail(f"cannot listen on {host}:{port}: {exc.strerror} (try another --port)")
 
 
-def _add_user(name: str, auth_file: Path | None) -> None:
+def _add_user(name: str, auth_file: Path | None, db: str | None) -> None:
+    from runstore.files import refuse_clashes
+    from runstore.store.location import resolve_db, store_files
     from runstore.ui.auth import add_user
 
     if auth_file is None:
         fail("--add-user needs --auth-file FILE: the file to add the user to", 2)
+    refuse_clashes({"--auth-file": auth_file}, store_files=store_files(resolve_db(db)))
     if sys.stdin.isatty():
         import getpass
 

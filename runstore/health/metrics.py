@@ -122,9 +122,11 @@ def exposition(store: Store, *, openmetrics: bool = False, now: datetime | None 
 def write_textfile(store: Store, directory: str | os.PathLike[str]) -> Path:
     """``DIR/runstore.prom``, replaced whole (a temporary file renamed over it), so the collector
     never reads half of it."""
-    from runstore.files import open_output
+    from runstore.files import open_output, refuse_clashes
+    from runstore.store.location import store_files
 
     target = Path(directory) / TEXTFILE
+    refuse_clashes({"--textfile": target}, store_files=store_files(store.url))
     text = exposition(store).decode()
     with open_output(target) as out:
         out.write(text)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from runstore.errors import InputError
-from runstore.files import descriptor
+from runstore.files import closed_at_start, descriptor
 from runstore.humanize import CONTROL_CHARACTERS, escape_controls
 
 MAX_LINE_BYTES = 64 * 1024
@@ -45,6 +45,8 @@ def open_input(path: str | os.PathLike[str]) -> tuple[BinaryIO, str]:
     ``-`` (or ``/dev/stdin``, ``/dev/fd/N``) is read from that descriptor, as it stands."""
     p = Path(path)
     fd = descriptor(os.fspath(path), reading=True)
+    if closed_at_start(fd):
+        raise InputError(f"cannot read input {p}: it was closed when runstore started")
     try:
         f = open(os.dup(fd) if fd is not None else p, "rb")  # noqa: SIM115 - the caller closes
     except FileNotFoundError:

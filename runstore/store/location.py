@@ -79,10 +79,12 @@ def store_files(url: str) -> list[tuple[str, Path]]:
     if path is None:
         return []
     found = [("the store itself", path)]
-    found += [
-        (f"the store's {suffix[1:]} file", path.with_name(path.name + suffix))
-        for suffix in SQLITE_COMPANIONS
-    ]
+    # SQLite names the companions after the file a symlink leads to; both names are covered.
+    for base in dict.fromkeys((path, Path(os.path.realpath(path)))):
+        found += [
+            (f"the store's {suffix[1:]} file", base.with_name(base.name + suffix))
+            for suffix in SQLITE_COMPANIONS
+        ]
     return found
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runstore.errors import UsageError
+from runstore.files import is_regular_file, open_output
 
 ITERATIONS = 300_000
 SCHEME = "pbkdf2_sha256"
@@ -46,6 +47,8 @@ def read_users(path: str | os.PathLike[str]) -> dict[str, str]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise UsageError(f"--auth-file: cannot read {os.fspath(path)}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--auth-file: {os.fspath(path)} is not text") from None
     users = {}
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -69,11 +72,14 @@ def add_user(path: str | os.PathLike[str], name: str, password: str) -> None:
     if len(password) < 8:
         raise UsageError("the password must be at least 8 characters")
     target = Path(path)
-    lines = target.read_text(encoding="utf-8").splitlines() if target.exists() else []
+    # Only an auth file is rewritten: any other file (the store, a typo) is refused untouched.
+    exists = target.exists() and (not is_regular_file(target) or target.stat().st_size > 0)
+    if exists:
+        read_users(target)
+    lines = target.read_text(encoding="utf-8").splitlines() if exists else []
     kept = [line for line in lines if line.partition(":")[0] != name]
     kept.append(f"{name}:{hash_password(password)}")
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
+    with open_output(target, private=True) as out:
         out.write("\n".join(kept) + "\n")
 
 
