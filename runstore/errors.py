@@ -142,7 +142,7 @@ _DRIVER_PROBLEMS = (
     ("full", ("database or disk is full", "no space left")),
     ("read-only", ("readonly", "read-only", "read only")),
     ("not a database", ("file is not a database", "not a database")),
-    ("interrupted", ("interrupted", "statement timeout")),
+    ("interrupted", ("interrupted", "statement timeout", "canceling statement due to user")),
     ("too big", ("too big",)),
     ("refused", ("not authorized", "authorization denied", "permission denied")),
     ("several statements", ("one statement at a time", "multiple commands")),

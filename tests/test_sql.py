@@ -19,7 +19,15 @@ from typing import Any
 
 import pytest
 from conftest import BACKENDS, REPO, Cli, error_line, reader_url
-from helpers import NOW, Handful, handful_store, insert_runs, record_handful, snapshot
+from helpers import (
+    NOW,
+    Handful,
+    handful_store,
+    insert_runs,
+    record_handful,
+    runstore,
+    snapshot,
+)
 
 from runstore.errors import QueryError
 from runstore.history.sql import run_query
@@ -440,9 +448,12 @@ MANY_BIG_VALUES = "select " + ", ".join(["randomblob(15000000)"] * 20)
         ("with recursive t(s) as (select 'x' union all select s || s from t) "
          "select length(s) from t", "a value would be larger than 16 MB"),
         ("select zeroblob(1e9)", "a value would be larger than 16 MB"),
-        (MANY_BIG_VALUES, "needs more than the 192 MB of memory"),
+        (MANY_BIG_VALUES, "needs more than the 64 MB of memory"),
+        ("select randomblob(12000000) as a, randomblob(12000000) as b",
+         "a row would be larger than 16 MB"),
     ],
-    ids=["randomblob", "printf precision", "format precision", "doubling", "zeroblob", "columns"],
+    ids=["randomblob", "printf precision", "format precision", "doubling", "zeroblob", "columns",
+         "row"],
 )  # fmt: skip
 def test_a_query_that_would_build_too_much_is_one_error(sqlite_cli, sql, message):
     assert sqlite_cli("db", "upgrade", "--quiet").exit_code == 0  # the store exists
@@ -451,6 +462,48 @@ def test_a_query_that_would_build_too_much_is_one_error(sqlite_cli, sql, message
     line = result.stderr.strip()
     assert line.startswith("Error: query stopped: ") and message in line, result.stderr
     assert len(result.stderr.splitlines()) == 1
+
+
+EXPENSIVE_STEPS = ("with recursive c(x) as (select 1 union all select x + 1 from c where x < 2000) "
+                   "select sum(length(randomblob(16000000))) from c")  # fmt: skip
+ONE_LONG_CALL = "select instr(printf('%.*c', 16000000, 'a'), printf('%.*c', 200000, 'a') || 'b')"
+
+
+@pytest.mark.parametrize("sql", [EXPENSIVE_STEPS, ONE_LONG_CALL], ids=["steps", "one call"])
+def test_the_time_limit_holds_when_each_step_is_slow(sqlite_db, sql):
+    # Each takes a minute or more unbounded: the limit used to be checked every 10,000 steps,
+    # and one call (instr over 16 MB) is a single step.
+    assert runstore(sqlite_db, "db", "upgrade", "--quiet").returncode == 0
+    started = time.monotonic()
+    done = runstore(sqlite_db, "sql", sql, "--timeout", "1s")
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1
+    assert done.stderr.decode() == "Error: query stopped after the 1s time limit\n"
+    assert elapsed < 15  # generous for a busy machine; unbounded these take over 60 s
+
+
+def test_rows_past_max_rows_stop_the_query(qcli):
+    ten = "with recursive c(x) as (select 1 union all select x + 1 from c where x < 10) " \
+        "select x from c"  # fmt: skip
+    result = qcli("sql", ten, "--max-rows", "3", "--csv")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == ["x", "1", "2", "3"]
+    assert error_line(result) == "Error: query stopped after 3 rows (--max-rows raises the cap)"
+    assert qcli("sql", ten, "--max-rows", "0", "--csv").stdout.splitlines()[-1] == "10"
+
+
+def test_a_query_returning_too_many_bytes_stops(qcli, monkeypatch):
+    from runstore.history import sql as sql_module
+
+    monkeypatch.setattr(sql_module, "MAX_RESULT_BYTES", 1 << 20)  # 1 MB for the test
+    rows = "with recursive c(x) as (select 1 union all select x + 1 from c where x < {n}) " \
+        "select x, '" + "y" * 64 + "' as filler from c"  # fmt: skip
+    assert qcli("sql", rows.format(n=100), "--csv").exit_code == 0  # 100 short rows fit
+    result = qcli("sql", rows.format(n=100000), "--csv")
+    assert result.exit_code == 1
+    assert error_line(result) == (
+        "Error: query stopped after 1.0 MB of rows (--max-rows 0 lifts the caps)"
+    )
 
 
 def test_printf_within_bounds_is_sqlites_own(sqlite_cli):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -9,7 +10,7 @@ import typer
 
 from runstore.cli._app import DbOption, app, fail, open_store
 from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption, WideOption
-from runstore.history import SQL_TIMEOUT_S
+from runstore.history import SQL_MAX_ROWS, SQL_TIMEOUT_S
 from runstore.humanize import format_duration
 
 
@@ -28,6 +29,15 @@ def sql(
     timeout: Annotated[
         str, typer.Option("--timeout", help="Stop the query after this long; 0 for no limit.")
     ] = format_duration(SQL_TIMEOUT_S),
+    max_rows: Annotated[
+        int,
+        typer.Option(
+            "--max-rows",
+            min=0,
+            metavar="N",
+            help="Stop after N rows, or 1 GB of values, whichever comes first; 0 for no cap.",
+        ),
+    ] = SQL_MAX_ROWS,
     allow_superuser: Annotated[
         bool,
         typer.Option(
@@ -43,12 +53,12 @@ def sql(
 ) -> None:
     """Run a read-only SQL query against the store (tables runs and events, views run_summary
     and job_stats). Anything that would change the store is refused; the query is bounded in
-    time (--timeout) and in memory (16 MB a value; on SQLite 192 MB in all).
+    time (--timeout) and in memory (16 MB a value or a row; on SQLite 64 MB in all).
 
     Example: `runstore sql "select job, count(*) from runs where status = 'failed' group by job"`
     """
     from runstore.cli.output import Format, choose_format, emit, paged
-    from runstore.history.sql import run_query
+    from runstore.history.sql import run_query, time_limit
     from runstore.humanize import parse_duration
 
     fmt = choose_format(as_json, as_jsonl, as_csv)
@@ -57,9 +67,22 @@ def sql(
         fail("no SQL given", 2)
     params = _named_params(param or [])
     timeout_s = parse_duration(timeout, "--timeout") or None  # 0: no time limit
+    store = open_store(db)
+
+    def give_up() -> None:
+        # Still inside one call a second past the limit: nothing runstore could stop between
+        # two steps. The store was only read; leaving now loses nothing. (Not in a test
+        # runner, whose streams are not the process's own: the call is waited for there.)
+        if sys.stdout is not sys.__stdout__:
+            return
+        os.write(2, f"Error: query stopped after the {time_limit(timeout_s or 0)} time "
+                    "limit\n".encode())  # fmt: skip
+        os._exit(1)
+
     with run_query(
-        open_store(db), text, params, timeout_s=timeout_s, allow_superuser=allow_superuser
-    ) as result:
+        store, text, params, timeout_s=timeout_s, allow_superuser=allow_superuser,
+        on_overrun=give_up, max_rows=max_rows or None,
+    ) as result:  # fmt: skip
         keys = _unique_names(result.columns)
         columns = [Column(key, key) for key in keys]
         with paged(fmt is Format.TABLE) as out:

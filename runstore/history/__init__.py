@@ -13,6 +13,8 @@ STALE_AFTER_S = 300.0
 SQL_TIMEOUT_S = 10.0
 # Runs `history` lists at a terminal.
 HISTORY_LIMIT = 20
+# runstore sql: the rows one query may return unless told otherwise.
+SQL_MAX_ROWS = 1_000_000
 
 # What `history` and `stats` answer with, field by field: the queries select these, and the
 # machine formats (--json, --jsonl, --csv) carry them, in this order.

@@ -3,10 +3,14 @@
 On SQLite the query runs on a separate connection opened read-only (``mode=ro``), with
 ``PRAGMA query_only``, and an authorizer that allows reading and nothing else: no ATTACH, no
 PRAGMA that sets anything, no extension loading. One value may hold at most ``MAX_VALUE_BYTES``
-(SQLite's length limit), all of SQLite's memory in this process at most ``SQLITE_HEAP_BYTES``
-(its hard heap limit), and the time limit covers the whole query, the reading of its rows too.
-``printf`` is checked before it runs: a huge width or precision is one call that no time limit
-can interrupt.
+(SQLite's length limit), one row as much, all of SQLite's memory in this process at most
+``SQLITE_HEAP_BYTES`` (its hard heap limit). ``printf`` is checked before it runs: a huge width or
+precision is one call that no time limit can interrupt.
+
+The time limit covers the whole query, the reading of its rows too: at the deadline the query is
+interrupted (SQLite stops between two steps of its program, PostgreSQL at its next check). One
+step can outlast that (a single function call over a big value); a second later the caller's
+``on_overrun`` is told, and a command line gives up there (``Watch``).
 
 On PostgreSQL it must be one statement that starts like a query, and it runs in a READ ONLY
 transaction with a statement timeout, always rolled back. Its rows are streamed from a server-side
@@ -19,22 +23,29 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
+import threading
 import time
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
 from runstore.errors import QueryError, UsageError, driver_problem, first_line
-from runstore.history import SQL_TIMEOUT_S
-from runstore.humanize import format_duration
+from runstore.history import SQL_MAX_ROWS, SQL_TIMEOUT_S
+from runstore.humanize import format_duration, human_bytes
 from runstore.store.engine import limited_memory_connection, query_connection
 from runstore.store.store import Store
 
 # The most one string or blob (on PostgreSQL: one row) may hold: far more than any stored value.
 MAX_VALUE_BYTES = 16 << 20
 # All of SQLite's memory in a process that runs ad hoc queries: page caches, sorters, values.
-SQLITE_HEAP_BYTES = 192 << 20
+# Sorters and temporary tables spill to disk beyond a few MB, so queries need far less; with
+# Python's copy of a row as big, the whole process stays well under 300 MB.
+SQLITE_HEAP_BYTES = 64 << 20
+# How long after the time limit a query still inside one call is given up on (``on_overrun``).
+OVERRUN_GRACE_S = 0.75
+# What one query may return in all, unless told otherwise: more is an export, not a question.
+MAX_RESULT_BYTES = 1 << 30
 
 # Pragmas that only read: allowed bare; the table-valued ones also with a table/index argument.
 _READ_PRAGMAS = {
@@ -89,23 +100,102 @@ def run_query(
     *,
     timeout_s: float | None = SQL_TIMEOUT_S,
     allow_superuser: bool = False,
+    on_overrun: Callable[[], None] | None = None,
+    max_rows: int | None = SQL_MAX_ROWS,
 ) -> Iterator[QueryResult]:
     """Run one read-only statement; yields its columns and a row iterator. ``timeout_s`` None
-    is no time limit (the memory bounds hold all the same). On PostgreSQL a role that can
-    reach outside the database is refused unless ``allow_superuser``."""
+    is no time limit (the memory bounds hold all the same). ``on_overrun`` is called (on
+    another thread) when the query is still inside one call a second past the time limit.
+    The rows stop with a QueryError past ``max_rows`` or ``MAX_RESULT_BYTES`` (None: no cap).
+    On PostgreSQL a role that can reach outside the database is refused unless
+    ``allow_superuser``."""
     if not sql.strip():
         raise UsageError("no SQL given")
-    if store.is_sqlite:
-        with _sqlite_query(store, sql, params or {}, timeout_s) as result:
-            yield result
-    else:
-        with _server_query(store, sql, params or {}, timeout_s, allow_superuser) as result:
-            yield result
+    watch = Watch(timeout_s, on_overrun)
+    try:
+        if store.is_sqlite:
+            with _sqlite_query(store, sql, params or {}, watch) as result:
+                yield _capped(result, max_rows)
+        else:
+            with _server_query(store, sql, params or {}, watch, allow_superuser) as result:
+                yield _capped(result, max_rows)
+    finally:
+        watch.stop()
+
+
+def _capped(result: QueryResult, max_rows: int | None) -> QueryResult:
+    if max_rows is None:
+        return result
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        size = 0
+        for count, row in enumerate(result.rows, 1):
+            size += _row_size(row)
+            if count > max_rows:
+                raise QueryError(
+                    f"query stopped after {max_rows:,} rows (--max-rows raises the cap)"
+                )
+            if size > MAX_RESULT_BYTES:
+                raise QueryError(
+                    f"query stopped after {human_bytes(MAX_RESULT_BYTES)} of rows (--max-rows 0 "
+                    "lifts the caps)"
+                )
+            yield row
+
+    return QueryResult(result.columns, rows())
+
+
+class Watch:
+    """The time limit of one query. ``interrupt`` (set once the query runs) is called at the
+    deadline; ``on_overrun`` a second later if the query is then still inside one call
+    (``inside`` marks those stretches). A watcher thread sleeps until then."""
+
+    def __init__(self, timeout_s: float | None, on_overrun: Callable[[], None] | None) -> None:
+        self.timeout_s = timeout_s
+        self.deadline = _deadline(timeout_s)
+        self.interrupt: Callable[[], None] | None = None
+        self._on_overrun = on_overrun
+        self._calls = 0  # calls under way (0 or 1): the query is working, not waiting for us
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, interrupt: Callable[[], None]) -> None:
+        self.interrupt = interrupt
+        if self.timeout_s is not None:
+            self._thread = threading.Thread(target=self._watch, name="sql-watch", daemon=True)
+            self._thread.start()
+
+    @contextmanager
+    def inside(self) -> Iterator[None]:
+        self._calls += 1
+        try:
+            yield
+        finally:
+            self._calls -= 1
+
+    def expired(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _watch(self) -> None:
+        if self._done.wait(max(0.0, self.deadline - time.monotonic())):
+            return
+        if self.interrupt is not None:
+            with suppress(Exception):
+                self.interrupt()
+        if self._done.wait(OVERRUN_GRACE_S):
+            return
+        if self._calls and self._on_overrun is not None:
+            self._on_overrun()
 
 
 @contextmanager
 def _sqlite_query(
-    store: Store, sql: str, params: Mapping[str, Any], timeout_s: float | None
+    store: Store, sql: str, params: Mapping[str, Any], watch: Watch
 ) -> Iterator[QueryResult]:
     assert store.path is not None
     # A store this user cannot write is read as it stands (see engine.get_read_only_engine).
@@ -116,12 +206,13 @@ def _sqlite_query(
         heap_bytes=SQLITE_HEAP_BYTES,
     )
     bounds = _Bounds(conn)
+    timeout_s = watch.timeout_s
     try:
         conn.set_authorizer(_authorizer)
-        deadline = _deadline(timeout_s)
-        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+        watch.start(conn.interrupt)
         try:
-            cursor = conn.execute(sql, dict(params))
+            with watch.inside():
+                cursor = conn.execute(sql, dict(params))
         except (sqlite3.DatabaseError, sqlite3.ProgrammingError, sqlite3.Warning) as exc:
             raise _explain(exc, timeout_s, bounds) from None
         except MemoryError:
@@ -130,7 +221,14 @@ def _sqlite_query(
 
         def rows() -> Generator[tuple[Any, ...], None, None]:
             try:
-                yield from cursor
+                while True:
+                    with watch.inside():
+                        row = cursor.fetchone()
+                    if row is None:
+                        return
+                    if _row_size(row) > MAX_VALUE_BYTES:
+                        raise _row_too_large()
+                    yield row
             except sqlite3.DatabaseError as exc:
                 raise _explain(exc, timeout_s, bounds) from None
             except MemoryError:
@@ -196,6 +294,15 @@ def _as_int(value: Any) -> int:
         return 0
 
 
+def _row_size(row: tuple[Any, ...]) -> int:
+    """About what a row holds: its texts and blobs by length, anything else as 8 bytes."""
+    return sum(len(v) if isinstance(v, (str, bytes)) else 8 for v in row)
+
+
+def _row_too_large() -> QueryError:
+    return QueryError(f"query stopped: a row would be larger than {MAX_VALUE_BYTES >> 20} MB")
+
+
 def _out_of_memory() -> QueryError:
     return QueryError(
         f"query stopped: it needs more than the {SQLITE_HEAP_BYTES >> 20} MB of memory that "
@@ -214,7 +321,7 @@ def _explain(exc: Exception, timeout_s: float | None, bounds: _Bounds | None = N
     if problem == "too big":
         return QueryError(f"query stopped: a value would be larger than {MAX_VALUE_BYTES >> 20} MB")
     if _ROW_TOO_LARGE in text:
-        return QueryError(f"query stopped: a row would be larger than {MAX_VALUE_BYTES >> 20} MB")
+        return _row_too_large()
     if problem in ("refused", "read-only") or any(word in text for word in _SERVER_REFUSALS):
         return QueryError(f"refused: runstore sql is read-only ({text})")
     if problem == "several statements" or 'syntax error at or near ";"' in text:
@@ -227,7 +334,7 @@ def _server_query(
     store: Store,
     sql: str,
     params: Mapping[str, Any],
-    timeout_s: float | None,
+    watch: Watch,
     allow_superuser: bool,
 ) -> Iterator[QueryResult]:
     from sqlalchemy import text
@@ -240,7 +347,7 @@ def _server_query(
         )
     if start[1].lower() not in ("explain", "show"):
         sql = _row_size_guarded(sql)
-    deadline = _deadline(timeout_s)
+    timeout_s = watch.timeout_s
     with store.engine.connect() as conn:
         raw: Any = conn.connection.driver_connection
         if not hasattr(raw, "pgconn"):
@@ -264,8 +371,10 @@ def _server_query(
             # One row at a time (libpq's single-row mode): memory holds one row, however many
             # the query returns; the extended protocol runs exactly one statement.
             stream = cursor.stream(query, values)
+            watch.start(raw.cancel)
             try:
-                first = next(stream, None)
+                with watch.inside():
+                    first = next(stream, None)
                 if first is None and cursor.description is None:
                     # No row came, and with it no column names: ask for them alone (prepared,
                     # so again exactly one statement).
@@ -281,8 +390,12 @@ def _server_query(
                     if first is None:
                         return
                     yield tuple(first)
-                    for row in stream:
-                        if time.monotonic() > deadline:
+                    while True:
+                        with watch.inside():
+                            row = next(stream, None)
+                        if row is None:
+                            return
+                        if watch.expired():
                             raise _timed_out(timeout_s)
                         yield tuple(row)
                 except QueryError:
@@ -333,7 +446,12 @@ def _deadline(timeout_s: float | None) -> float:
 def _timed_out(timeout_s: float | None) -> QueryError:
     if timeout_s is None:
         return QueryError("query interrupted")
-    return QueryError(f"query stopped after the {format_duration(timeout_s)} time limit")
+    return QueryError(f"query stopped after the {time_limit(timeout_s)} time limit")
+
+
+def time_limit(timeout_s: float) -> str:
+    """The time limit as messages say it: at least the 1ms a server takes."""
+    return format_duration(max(timeout_s, 0.001))
 
 
 # Roles that can reach outside the database from a read-only query: superusers, and roles
