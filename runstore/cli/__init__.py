@@ -23,6 +23,14 @@ RECORDING_COMMANDS = ("run", "exec")
 
 def main() -> None:
     """Entry point of the ``runstore`` command."""
+    try:
+        _main()
+    except KeyboardInterrupt:  # Ctrl-C before a command took its signals, or one that records
+        print("Error: interrupted", file=sys.stderr)  # nothing
+        sys.exit(130)
+
+
+def _main() -> None:
     closed = [fd for fd in (0, 1, 2) if not _is_open(fd)]
     if closed:  # `runstore ... >&-`: keep those numbers from the files runstore opens
         from runstore.files import hold_closed_standard_descriptors
@@ -30,22 +38,18 @@ def main() -> None:
         hold_closed_standard_descriptors(closed)
     args = db_after_command(sys.argv[1:])
     word = command_word(args)
-    if word == "event" and os.environ.get(env.EVENTS):
-        from runstore.cli._event import send_from_shell
-
-        if send_from_shell(args[args.index(word) + 1 :]):
-            return  # down the events channel of the run we are in: nothing more to load
     if word in RECORDING_COMMANDS:
         from runstore.signals import hold_signals
 
         hold_signals()  # first thing: SIGTERM during start-up is recorded, not a silent death
-    try:
-        from runstore.cli._startup import run
+    elif word == "event" and os.environ.get(env.EVENTS):
+        from runstore.cli._event import send_from_shell
 
-        run(args)
-    except KeyboardInterrupt:  # Ctrl-C while a command that records nothing starts
-        print("Error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        if send_from_shell(args[args.index(word) + 1 :]):
+            return  # down the events channel of the run we are in: nothing more to load
+    from runstore.cli._startup import run
+
+    run(args)
 
 
 def _is_open(fd: int) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -230,15 +231,25 @@ def leave(code: int) -> NoReturn:
     a SIGTERM then would kill a process whose run the store already holds as finished. The
     store's connections are closed first (SQLite folds its WAL into the file); in a test
     runner, whose streams are not the process's own, exit the usual way."""
-    with contextlib.suppress(OSError, ValueError):
-        sys.stdout.flush()
-        sys.stderr.flush()
     if sys.stdout is not sys.__stdout__ or sys.stderr is not sys.__stderr__:
+        _flush_standard()
         raise typer.Exit(code)
+    # The exit code is decided: a signal now would only break into the closing of connections
+    # (SQLAlchemy would print that as an error). It waits, and goes with the process.
+    from runstore.signals import CANCEL_SIGNALS
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, CANCEL_SIGNALS)
+    _flush_standard()
     from runstore.store import engine
 
     engine.dispose_all()
     os._exit(code)
+
+
+def _flush_standard() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
 
 
 def alert_after_run(db: str | None, job: str) -> None:
