@@ -71,7 +71,7 @@ USER_PASSWORD_OPTIONS: dict[str, dict[str, str]] = {
 
 # -- patterns within any text ---------------------------------------------------------------------
 
-_URL_USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)([^/\s:@'\"]*)(:[^@\s'\"]*)?@")
+_URL_USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)([^/\s:@'\"]*)(:[^\s'\"]*)?@")
 _HEADER = re.compile(
     r"((?<![\w-])(?:proxy-authorization|authorization|cookie|set-cookie|[\w-]*api[-_]?key"
     r"|x-[\w-]*(?:token|key|auth|secret|session|signature)[\w-]*)\s*:\s*"

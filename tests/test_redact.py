@@ -52,6 +52,7 @@ SHAPES = [
     ["curl", "https://h/x?a=1&api_key={s}&b=2"],
     ["psql", "postgresql://user:{s}@h/db"],
     ["psql", "postgresql://user:pa/{s}@h/db"],
+    ["psql", "postgresql://user:pa@{s}@h/db"],
     ["psql", "host=h user=u password={s} dbname=x"],
     ["curl", "-H", "Authorization:{s}", "https://h"],
     ["curl", "-H", "Authorization: Bearer {s}", "https://h"],
