@@ -339,7 +339,7 @@ class Execution:
             extra["attempts"] = self.attempt.number
         finish = Finish(events or [], ending.status, ending.exit_code, ending.reason, extra)
         self.recorder.inbox.put(finish)
-        unrecorded = self.recorder.wait(self.options.finish_wait)
+        unrecorded = self.recorder.wait(self.options.finish_wait, self.warn)
         for message in unrecorded:
             self.warn(message)
         if unrecorded and not self.recorder.done.is_set():

@@ -141,27 +141,40 @@ class Recorder(threading.Thread):
                 except Exception as exc:
                     self.problem = errors.reason(exc)
 
-    def wait(self, finish_wait: float) -> list[str]:
+    def wait(self, finish_wait: float, say: Callable[[str], None]) -> list[str]:
         """Wait for the run's end to be written: a store that another process keeps locked is
-        waited for (up to ``finish_wait``, said once). The warnings to show; the last one says
-        what is left unrecorded, whatever was said before."""
+        waited for (up to ``finish_wait``, which ``say`` is told at once). What is left
+        unrecorded, as warnings to show, whatever was said before."""
         said: list[str] = []
         waited = min(BUSY_NOTE_AFTER_S, finish_wait)
-        if not self.done.wait(waited) and self.busy is not None:
-            said.append(
-                f"the store is busy ({self.busy.rsplit(': ', 1)[-1]}); waiting up to "
+        if not self.done.wait(waited) and waited < finish_wait and (busy := self._busy()):
+            say(
+                f"the store is busy ({busy.rsplit(': ', 1)[-1]}); waiting up to "
                 f"{format_duration(finish_wait)} to record this run"
             )
         if self.done.wait(max(0.0, finish_wait - waited)):
             return said
         self.give_up.set()
         answer = f"the store did not answer within {format_duration(finish_wait)}"
-        why = self.busy or self.problem or answer
+        why = self._busy() or self.problem or answer
         if self.logger is None:
             said.append(f"this run is not recorded: {why}")
         else:
             said.append(f"the run's end is not recorded ({why}); it stays running until reaped")
         return said
+
+    def _busy(self) -> str | None:
+        """Why the store keeps us waiting: what it last refused us with, or, while the recorder
+        is still inside SQLite's own wait for the lock, the lock another process holds."""
+        if self.busy is not None:
+            return self.busy
+        from runstore.store.engine import write_lock_taken
+        from runstore.store.location import resolve_db, sqlite_path
+
+        path = sqlite_path(resolve_db(self.db))
+        if path is not None and write_lock_taken(path):
+            return "database is locked"
+        return None
 
     def _keep_trying(self, work: Callable[[], None]) -> None:
         """Run ``work`` until the store lets it through (another process may hold the write

@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from time import time_ns
 from types import TracebackType
@@ -384,13 +384,20 @@ class RunLogger(_Events):
             raise ValueError(f"a run cannot finish as {status.value}")
         if exit_code is None:
             exit_code = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1}.get(status, 1)
+        extra = dict(extra or {})
+        duration_ms = extra.pop("duration_ms", None)
+        if duration_ms is None:
+            duration_ms = int((time.monotonic() - self._started_clock) * 1000)
+            finished_at = _now()
+        else:  # the run ended then (a command's exit), however long its store made it wait
+            finished_at = self.started_at + timedelta(milliseconds=duration_ms)
         return {
             "status": status.value,
-            "finished_at": _now(),
-            "duration_ms": int((time.monotonic() - self._started_clock) * 1000),
+            "finished_at": finished_at,
+            "duration_ms": duration_ms,
             "exit_code": exit_code,
             "error_summary": summary_text(error_summary) if error_summary is not None else None,
-            **(extra or {}),
+            **extra,
         }
 
     def _finished_data(self, ending: dict[str, Any]) -> str:

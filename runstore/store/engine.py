@@ -158,6 +158,24 @@ def foreign_keys_off(conn: Connection) -> Iterator[None]:
         raw.execute("PRAGMA foreign_keys=ON")
 
 
+def write_lock_taken(path: Path) -> bool:
+    """Whether a connection holds the write lock of the SQLite store at ``path`` right now:
+    asked without waiting, and let go at once when it was free."""
+    try:
+        uri = f"file:{quote(str(path.absolute()))}?mode=rw"  # never creates the file
+        conn = sqlite3.connect(uri, uri=True, timeout=0)
+    except sqlite3.Error:
+        return False
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.rollback()
+        return False
+    except sqlite3.Error as exc:
+        return driver_problem(exc) == "locked"
+    finally:
+        conn.close()
+
+
 def ensure_wal(engine: Engine, where: str) -> None:
     """WAL is a property of the file: set once at creation, checked (and mended) on open.
     SQLite fails this switch at once, without its busy wait, while another connection writes
