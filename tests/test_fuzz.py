@@ -52,6 +52,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path]
     made = cli("run", "--input", str(SAMPLE_INPUT), "--output", str(home / "p.json"),
                "--run-id", "kept")  # fmt: skip
     assert made.exit_code == 0, made.stderr
+    # Other names of the store, which random values also try: a symlink, and a directory
+    # whose runstore.prom (metrics --textfile DIR) is one.
+    os.symlink(home / "store.db", home / "link.db")
+    (home / "prom").mkdir()
+    os.symlink(home / "store.db", home / "prom" / "runstore.prom")
     yield cli, home
     engines.dispose_all()
 
@@ -126,15 +131,17 @@ def _values(home: Path, db: str) -> st.SearchStrategy[str]:
                "{}", "[]", '{"rows": 1}', "null", "é", "\x1b[2J", "select 1", "failed,running",
                "warning", "../escape", "/dev/null", "/dev/full", db, db + "-wal", db + "-shm",
                str(home / "out.json"), str(home), str(home / "missing" / "x"),
-               str(SAMPLE_INPUT)]  # fmt: skip
+               str(home / "link.db"), str(home / "prom"), str(SAMPLE_INPUT)]  # fmt: skip
     return st.one_of(
         st.sampled_from(awkward), st.text(max_size=12).filter(lambda t: "\x00" not in t)
     )
 
 
 @st.composite
-def command_lines(draw: st.DrawFn, home: Path, db: str) -> list[str]:
-    name = draw(st.sampled_from(sorted(COMMANDS)))
+def command_lines(
+    draw: st.DrawFn, home: Path, db: str, names: list[str] | None = None
+) -> list[str]:
+    name = draw(st.sampled_from(names or sorted(COMMANDS)))
     command = COMMANDS[name]
     values = _values(home, db)
     argv = name.split()
@@ -153,26 +160,25 @@ def command_lines(draw: st.DrawFn, home: Path, db: str) -> list[str]:
     return argv
 
 
-@pytest.mark.parametrize("name", sorted(COMMANDS))
-def test_every_command_is_fuzzed(name):
-    """Every command reaches the fuzzer (a new command is picked up by itself)."""
-    assert name in COMMANDS
-
-
-def test_random_command_lines_never_trace_back_nor_lose_a_run(store, monkeypatch):
+@pytest.fixture
+def fuzzing(store, monkeypatch) -> Iterator[tuple[Cli, Path]]:
+    """The store, in its home; `runstore ui` fuzzed up to the point where its server would
+    start (serving is tested in test_ui_routes.py and test_ui_browser.py)."""
     cli, home = store
     monkeypatch.chdir(home)  # relative paths in random values land here
-    # `runstore ui` serves until stopped: here its options are fuzzed up to the point where the
-    # server would start (serving is tested in test_ui_routes.py and test_ui_browser.py).
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
     monkeypatch.setattr("webbrowser.open", lambda *args, **kwargs: True)
+    yield cli, home
+
+
+def _fuzz(cli: Cli, lines: st.SearchStrategy[list[str]], examples: int = EXAMPLES) -> None:
     before = _kept(cli.db)
     exec_codes = {0, 1, 2, 3, 124, 126, 127}
 
-    @FUZZ
-    @given(argv=command_lines(home, cli.db))
+    @settings(FUZZ, max_examples=examples)
+    @given(argv=lines)
     def one(argv: list[str]) -> None:
         result = cli(*argv)
         _no_traceback(result)
@@ -183,3 +189,16 @@ def test_random_command_lines_never_trace_back_nor_lose_a_run(store, monkeypatch
         assert _kept(cli.db) == before, argv
 
     one()
+
+
+def test_random_command_lines_never_trace_back_nor_lose_a_run(fuzzing):
+    cli, home = fuzzing
+    _fuzz(cli, command_lines(home, cli.db))
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_is_fuzzed(fuzzing, name):
+    """Each command on its own, a few examples, so that none is left to chance (a new command
+    is picked up by itself)."""
+    cli, home = fuzzing
+    _fuzz(cli, command_lines(home, cli.db, [name]), examples=max(5, EXAMPLES // 20))
