@@ -103,7 +103,8 @@ def _as_the_user_typed_it(ctx: Any, exc: RunstoreError) -> str:
         return str(exc)
     for param in command.params:
         if param.name == exc.field and param.opts:
-            return f"{max(param.opts, key=len)}: {exc.detail}"
+            argument = param.param_type_name == "argument"  # JOB, as --help shows it
+            return f"{param.name.upper() if argument else max(param.opts, key=len)}: {exc.detail}"
     return str(exc)
 
 
@@ -208,6 +209,11 @@ def open_store(db: str | None) -> Store:
     store = Store.open(db, mode="read")
     reap_quietly(store)
     return store
+
+
+# True when this process is the `runstore` command (main), not a test runner or a program that
+# imports the app: what changes the whole process (SQLite's heap limit) is done only then.
+own_process = False
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

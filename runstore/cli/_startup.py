@@ -107,7 +107,8 @@ def pause_gc_during_start_up(seconds: float = START_UP_S) -> None:
 
 
 def run(args: Sequence[str]) -> None:
-    """Run the command line ``args`` (without the program name)."""
+    """Run the command line ``args`` (without the program name), as the ``runstore`` process."""
+    _app.own_process = True
     pause_gc_during_start_up()
     try:
         app_for(args)(list(args))

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from runstore.cli import _app
 from runstore.cli._app import DbOption, app, fail, open_store
 from runstore.cli.output import Column, CsvOption, JsonlOption, JsonOption, WideOption
 from runstore.history import SQL_MAX_ROWS, SQL_TIMEOUT_S
@@ -58,7 +59,7 @@ def sql(
     Example: `runstore sql "select job, count(*) from runs where status = 'failed' group by job"`
     """
     from runstore.cli.output import Format, choose_format, emit, paged
-    from runstore.history.sql import run_query, time_limit
+    from runstore.history.sql import SQLITE_HEAP_BYTES, run_query, time_limit
     from runstore.humanize import parse_duration
 
     fmt = choose_format(as_json, as_jsonl, as_csv)
@@ -71,9 +72,9 @@ def sql(
 
     def give_up() -> None:
         # Still inside one call a second past the limit: nothing runstore could stop between
-        # two steps. The store was only read; leaving now loses nothing. (Not in a test
-        # runner, whose streams are not the process's own: the call is waited for there.)
-        if sys.stdout is not sys.__stdout__:
+        # two steps. The store was only read; leaving now loses nothing. (Only as the runstore
+        # process: a test runner or a program that imports the app waits for the call.)
+        if not _app.own_process:
             return
         os.write(2, f"Error: query stopped after the {time_limit(timeout_s or 0)} time "
                     "limit\n".encode())  # fmt: skip
@@ -82,6 +83,7 @@ def sql(
     with run_query(
         store, text, params, timeout_s=timeout_s, allow_superuser=allow_superuser,
         on_overrun=give_up, max_rows=max_rows or None,
+        heap_bytes=SQLITE_HEAP_BYTES if _app.own_process else None,
     ) as result:  # fmt: skip
         keys = _unique_names(result.columns)
         columns = [Column(key, key) for key in keys]

@@ -3,9 +3,10 @@
 On SQLite the query runs on a separate connection opened read-only (``mode=ro``), with
 ``PRAGMA query_only``, and an authorizer that allows reading and nothing else: no ATTACH, no
 PRAGMA that sets anything, no extension loading. One value may hold at most ``MAX_VALUE_BYTES``
-(SQLite's length limit), one row as much, all of SQLite's memory in this process at most
-``SQLITE_HEAP_BYTES`` (its hard heap limit). ``printf`` is checked before it runs: a huge width or
-precision is one call that no time limit can interrupt.
+(SQLite's length limit), one row as much. In a process that runs nothing else (``runstore sql``'s
+own), all of SQLite's memory is held to ``SQLITE_HEAP_BYTES`` too (its hard heap limit, which is
+process-wide and can only be lowered: a library caller chooses, ``heap_bytes``). ``printf`` is
+checked before it runs: a huge width or precision is one call that no time limit can interrupt.
 
 The time limit covers the whole query, the reading of its rows too: at the deadline the query is
 interrupted (SQLite stops between two steps of its program, PostgreSQL at its next check). One
@@ -102,11 +103,13 @@ def run_query(
     allow_superuser: bool = False,
     on_overrun: Callable[[], None] | None = None,
     max_rows: int | None = SQL_MAX_ROWS,
+    heap_bytes: int | None = None,
 ) -> Iterator[QueryResult]:
     """Run one read-only statement; yields its columns and a row iterator. ``timeout_s`` None
     is no time limit (the memory bounds hold all the same). ``on_overrun`` is called (on
     another thread) when the query is still inside one call a second past the time limit.
     The rows stop with a QueryError past ``max_rows`` or ``MAX_RESULT_BYTES`` (None: no cap).
+    ``heap_bytes`` holds all of SQLite's memory in this process to that, from now on (see above).
     On PostgreSQL a role that can reach outside the database is refused unless
     ``allow_superuser``."""
     if not sql.strip():
@@ -114,7 +117,7 @@ def run_query(
     watch = Watch(timeout_s, on_overrun)
     try:
         if store.is_sqlite:
-            with _sqlite_query(store, sql, params or {}, watch) as result:
+            with _sqlite_query(store, sql, params or {}, watch, heap_bytes) as result:
                 yield _capped(result, max_rows)
         else:
             with _server_query(store, sql, params or {}, watch, allow_superuser) as result:
@@ -195,7 +198,7 @@ class Watch:
 
 @contextmanager
 def _sqlite_query(
-    store: Store, sql: str, params: Mapping[str, Any], watch: Watch
+    store: Store, sql: str, params: Mapping[str, Any], watch: Watch, heap_bytes: int | None
 ) -> Iterator[QueryResult]:
     assert store.path is not None
     # A store this user cannot write is read as it stands (see engine.get_read_only_engine).
@@ -203,7 +206,7 @@ def _sqlite_query(
         store.path,
         immutable=bool(store.read_only),
         value_bytes=MAX_VALUE_BYTES,
-        heap_bytes=SQLITE_HEAP_BYTES,
+        heap_bytes=heap_bytes,
     )
     bounds = _Bounds(conn)
     timeout_s = watch.timeout_s
@@ -337,16 +340,9 @@ def _server_query(
     watch: Watch,
     allow_superuser: bool,
 ) -> Iterator[QueryResult]:
-    from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
-    start = _SERVER_QUERY_START.match(sql)
-    if start is None:
-        raise QueryError(
-            "refused: runstore sql only runs queries (SELECT, WITH, VALUES, TABLE, EXPLAIN, SHOW)"
-        )
-    if start[1].lower() not in ("explain", "show"):
-        sql = _row_size_guarded(sql)
+    sql = _server_statement(sql)
     timeout_s = watch.timeout_s
     with store.engine.connect() as conn:
         raw: Any = conn.connection.driver_connection
@@ -361,12 +357,7 @@ def _server_query(
         try:
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             conn.exec_driver_sql(f"SET LOCAL statement_timeout = {_timeout_ms(timeout_s)}")
-            # Parameters need text()'s :name binding; without any, the query goes as it is, so
-            # a ':word' inside a string literal stays text.
-            query, values = sql, None
-            if params:
-                compiled = text(sql).compile(dialect=conn.dialect)
-                query, values = str(compiled), compiled.construct_params(dict(params))
+            query, values = _bound(conn, sql, params)
             cursor = raw.cursor()
             # One row at a time (libpq's single-row mode): memory holds one row, however many
             # the query returns; the extended protocol runs exactly one statement.
@@ -383,29 +374,9 @@ def _server_query(
                 raise _explain(exc, timeout_s) from None
             if cursor.description is None:
                 raise QueryError("refused: runstore sql only runs queries that return rows")
-            columns = [d.name for d in cursor.description]
-
-            def rows() -> Generator[tuple[Any, ...], None, None]:
-                try:
-                    if first is None:
-                        return
-                    yield tuple(first)
-                    while True:
-                        with watch.inside():
-                            row = next(stream, None)
-                        if row is None:
-                            return
-                        if watch.expired():
-                            raise _timed_out(timeout_s)
-                        yield tuple(row)
-                except QueryError:
-                    raise
-                except Exception as exc:
-                    raise _explain(exc, timeout_s) from None
-
-            reader = rows()
+            reader = _server_rows(first, stream, watch)
             try:
-                yield QueryResult(columns, reader)
+                yield QueryResult([d.name for d in cursor.description], reader)
             finally:
                 reader.close()
                 stream.close()
@@ -413,6 +384,50 @@ def _server_query(
         finally:
             with suppress(Exception):  # a broken connection is thrown away by the pool
                 trans.rollback()
+
+
+def _server_statement(sql: str) -> str:
+    """The statement as it goes to the server: a query, its rows guarded in size."""
+    start = _SERVER_QUERY_START.match(sql)
+    if start is None:
+        raise QueryError(
+            "refused: runstore sql only runs queries (SELECT, WITH, VALUES, TABLE, EXPLAIN, SHOW)"
+        )
+    return sql if start[1].lower() in ("explain", "show") else _row_size_guarded(sql)
+
+
+def _bound(conn: Any, sql: str, params: Mapping[str, Any]) -> tuple[str, Any]:
+    """Parameters need text()'s :name binding; without any, the query goes as it is, so a
+    ':word' inside a string literal stays text."""
+    if not params:
+        return sql, None
+    from sqlalchemy import text
+
+    compiled = text(sql).compile(dialect=conn.dialect)
+    return str(compiled), compiled.construct_params(dict(params))
+
+
+def _server_rows(
+    first: Any, stream: Iterator[Any], watch: Watch
+) -> Generator[tuple[Any, ...], None, None]:
+    """The rows as the server sends them, ``first`` already read; the time limit holds
+    between rows too."""
+    try:
+        if first is None:
+            return
+        yield tuple(first)
+        while True:
+            with watch.inside():
+                row = next(stream, None)
+            if row is None:
+                return
+            if watch.expired():
+                raise _timed_out(watch.timeout_s)
+            yield tuple(row)
+    except QueryError:
+        raise
+    except Exception as exc:
+        raise _explain(exc, watch.timeout_s) from None
 
 
 def _row_size_guarded(sql: str) -> str:

@@ -199,14 +199,16 @@ def ensure_wal(engine: Engine, where: str) -> None:
 
 
 def query_connection(
-    path: Path, *, immutable: bool, value_bytes: int, heap_bytes: int
+    path: Path, *, immutable: bool, value_bytes: int, heap_bytes: int | None
 ) -> sqlite3.Connection:
     """A connection for ad hoc SQL that cannot write (``mode=ro`` and ``query_only``), whose
     values hold at most ``value_bytes`` (SQLite's length limit) and whose process gives SQLite at
-    most ``heap_bytes`` (its hard heap limit: process-wide, and it can only be lowered)."""
+    most ``heap_bytes`` (its hard heap limit: process-wide, and it can only be lowered; None
+    leaves it as it is)."""
     conn = sqlite3.connect(sqlite_file_uri(path, immutable=immutable), uri=True, timeout=30)
     conn.execute("PRAGMA query_only=1")
-    conn.execute(f"PRAGMA hard_heap_limit={heap_bytes}")
+    if heap_bytes is not None:
+        conn.execute(f"PRAGMA hard_heap_limit={heap_bytes}")
     if hasattr(conn, "setlimit"):  # Python 3.11+; before, the heap limit alone bounds
         conn.setlimit(SQLITE_LIMIT_LENGTH, value_bytes)
     return conn
