@@ -221,3 +221,18 @@ def test_metrics_textfile_into_a_missing_directory_is_one_error(sqlite_cli, tmp_
     missing = tmp_path / "nope"
     line = one_error_line(sqlite_cli("metrics", "--textfile", str(missing)))
     assert str(missing) in line and not Path(missing).exists()
+
+
+def test_metrics_textfile_dash_is_a_usage_error_before_any_store_is_read(sqlite_cli):
+    # `-` means stdout for every output that names a file; --textfile names a directory.
+    said = one_error_line(sqlite_cli("metrics", "--textfile", "-"), code=2)
+    assert said == "--textfile takes a directory; without it the metrics go to stdout"
+    assert not Path(sqlite_cli.db).exists()  # checked before the store was opened
+
+
+@pytest.mark.parametrize("command", [["check", ""], ["check", "  ", "--json"], ["metric", ""]])
+def test_a_blank_job_name_is_a_usage_error(sqlite_cli, command):
+    # check '' --json used to answer {"ok": false, "reason": "job '' has never run"}.
+    said = one_error_line(sqlite_cli(*command), code=2)
+    assert said == "JOB: a job name is 1-200 characters, not blank"
+    assert not Path(sqlite_cli.db).exists()  # checked before the store was opened

@@ -33,14 +33,15 @@ def metrics(
 
     Example (cron, every minute): `runstore metrics --textfile /var/lib/node_exporter/textfile`
     """
+    from runstore.errors import UsageError
     from runstore.health.metrics import exposition, write_textfile
 
+    if textfile is not None and openmetrics:
+        raise UsageError("node_exporter's textfile collector reads Prometheus' format only")
+    if textfile is not None and str(textfile) == "-":
+        raise UsageError("--textfile takes a directory; without it the metrics go to stdout")
     store = open_store(db)
     if textfile is not None:
-        if openmetrics:
-            from runstore.errors import UsageError
-
-            raise UsageError("node_exporter's textfile collector reads Prometheus' format only")
         write_textfile(store, textfile)
         return
     sys.stdout.buffer.write(exposition(store, openmetrics=openmetrics))

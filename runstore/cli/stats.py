@@ -133,9 +133,12 @@ def check(
     Example: `runstore check nightly-backup --max-age 26h && echo healthy`
     """
     from runstore.humanize import parse_duration
+    from runstore.record.ids import check_job as check_job_name
 
     if (job is None) == (not every_job):
         fail("give a job, or --all", 2)
+    if job is not None:
+        check_job_name(job)
     if every_job and (max_age or max_duration):
         fail("--max-age and --max-duration check one job: --all uses each job's expectations", 2)
     max_age_s = parse_duration(max_age, "--max-age") if max_age else None
@@ -280,9 +283,11 @@ def metric(
     from runstore.cli.output import Format, choose_format, emit, paged, print_json
     from runstore.health.job_metrics import TREND_RUNS, metric_names, metric_series, summarize
     from runstore.humanize import parse_when
+    from runstore.record.ids import check_job as check_job_name
 
     fmt = choose_format(as_json, as_jsonl, as_csv)
     window = parse_when(since, "--since") if since else None
+    check_job_name(job)
     store = open_store(db)
     if name is None:
         names = metric_names(store, job)
