@@ -149,16 +149,35 @@ def _is_device(path: str) -> bool:
 
 
 @pytest.mark.parametrize("which", ["--output", "--log"])
-def test_a_full_device_fails_the_run_and_stays_a_device(sqlite_cli, tmp_path, which):
+def test_a_full_device_fails_the_run_and_stays_a_device(cli, tmp_path, which):
+    # On both backends: the run is recorded failed, whichever store holds it.
     paths = {"--output": str(tmp_path / "p.json"), "--log": str(tmp_path / "l.json")}
     paths[which] = "/dev/full"
-    result = sqlite_cli("run", "--input", str(SAMPLE_INPUT), "--output", paths["--output"],
-                        "--log", paths["--log"], "--run-id", "full")  # fmt: skip
+    result = cli("run", "--input", str(SAMPLE_INPUT), "--output", paths["--output"],
+                 "--log", paths["--log"], "--run-id", "full")  # fmt: skip
     assert result.exit_code == 1
     assert error_line(result) == "Error: cannot write /dev/full: No space left on device"
-    run = Store.open(sqlite_cli.db).find_run("full")
+    run = Store.open(cli.db).find_run("full")
     assert run["status"] == "failed"
     assert run["error_summary"] == "cannot write /dev/full: No space left on device"
+    assert _is_device("/dev/full")
+
+
+def test_exec_log_to_a_full_device_keeps_the_commands_exit_code(cli):
+    result = cli("exec", "--log", "/dev/full", "--run-id", "full", "--", "true")
+    assert result.exit_code == 0  # the command's own: recording never changes it
+    assert result.stderr.strip() == (
+        "Warning: cannot write /dev/full: No space left on device; the run is recorded in the "
+        "store only"
+    )
+    assert Store.open(cli.db).find_run("full")["status"] == "completed"
+    assert _is_device("/dev/full")
+
+
+def test_a_backup_to_a_full_device_is_one_error(kept):
+    result = kept("db", "backup", "/dev/full", "--force")
+    assert result.exit_code == 1
+    assert error_line(result) == "Error: cannot write /dev/full: No space left on device"
     assert _is_device("/dev/full")
 
 
@@ -169,11 +188,11 @@ def test_export_to_a_full_device_is_one_error(kept):
     assert _is_device("/dev/full")
 
 
-def test_dev_null_takes_every_output_and_stays_a_device(sqlite_cli):
-    result = sqlite_cli("run", "--input", str(SAMPLE_INPUT), "--output", "/dev/null",
-                        "--log", "/dev/null", "--run-id", "null")  # fmt: skip
+def test_dev_null_takes_every_output_and_stays_a_device(cli):
+    result = cli("run", "--input", str(SAMPLE_INPUT), "--output", "/dev/null",
+                 "--log", "/dev/null", "--run-id", "null")  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    assert Store.open(sqlite_cli.db).find_run("null")["status"] == "completed"
+    assert Store.open(cli.db).find_run("null")["status"] == "completed"
     assert _is_device("/dev/null")
 
 

@@ -343,3 +343,44 @@ def test_documented_views_in_the_schema_match_the_revision_that_creates_them():
     spec.loader.exec_module(revision)
     assert VIEWS["run_summary"] == revision.RUN_SUMMARY
     assert VIEWS["job_stats"] == revision.JOB_STATS
+
+
+@pytest.mark.slow
+def test_an_upgrade_killed_at_any_moment_leaves_the_store_and_any_backup_whole(tmp_path):
+    """SIGKILL while the pre-upgrade backup is copied or the upgrade runs: the store is at its
+    old revision or the new one with every run, and a .bak that exists is whole and checked
+    (it used to be left with a hot journal that rolled it back to nothing)."""
+    from alembic import command
+
+    oldest = KNOWN_REVISIONS[0]
+    one_run = ("INSERT INTO runs (run_id, job, status, started_at, event_count) "
+               "VALUES ('old', 'legacy', 'completed', '2026-01-02 03:04:05', 0)")  # fmt: skip
+    many_events = (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 60000) "
+        "INSERT INTO events (run_pk, seq, ts, event_type, level, message, data) "
+        "SELECT 1, i, '2026-01-02 03:04:05', 'output', 'info', hex(randomblob(500)), NULL FROM n"
+    )
+    for delay in (0.05, 0.15, 0.3, 0.5, 0.8, 1.2):
+        db = str(tmp_path / f"store-{delay}.db")
+        engine = create_engine(f"sqlite:///{db}", poolclass=NullPool)
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), oldest)
+            conn.execute(text(one_run))
+            conn.execute(text(many_events))
+        engine.dispose()
+        child = subprocess.Popen([sys.executable, "-m", "runstore", "db", "upgrade", "--db", db],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(delay)
+        child.kill()
+        child.wait()
+        with sqlite3.connect(db) as conn:  # the store: one revision or the other, runs intact
+            assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+            (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            assert version in (oldest, SCHEMA_REVISION), delay
+            assert conn.execute("SELECT run_id FROM runs").fetchall() == [("old",)]
+            assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (60000,)
+        for backup in tmp_path.glob(f"store-{delay}.db.*.bak"):
+            assert not Path(f"{backup}-journal").exists(), delay
+            with sqlite3.connect(backup) as conn:
+                assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+                assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (60000,)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLE_INPUT as SAMPLE
+from conftest import query
 
 from runstore.store.store import Store
 
@@ -270,3 +271,34 @@ def test_a_signal_as_exec_ends_agrees_with_the_store_and_prints_nothing(tmp_path
             assert latest[1:] == ("cancelled", 143), (latest, child.returncode)
             assert child.returncode == 143
         assert "Traceback" not in err and "Exception" not in err, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_early_signal_agrees_with_the_store_on_both_backends(db, tmp_path, signum):
+    """On PostgreSQL too, the run a signal catches while runstore starts is recorded cancelled
+    with the exit code runstore gives, or not at all when the process died before its code
+    ran; never a traceback."""
+
+    def runs() -> list[tuple[str, int]]:
+        try:
+            rows = query(db, "SELECT status, exit_code FROM runs ORDER BY id")
+        except Exception:  # no store yet
+            return []
+        return [(row["status"], row["exit_code"]) for row in rows]
+
+    for delay in (0.05, 0.15, 0.3, 0.5):
+        before = runs()
+        child = subprocess.Popen([sys.executable, "-m", "runstore", "exec", "--db", db, "--",
+                                  "sleep", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)  # fmt: skip
+        time.sleep(delay)
+        child.send_signal(signum)
+        _, err = child.communicate(timeout=60)
+        after = runs()
+        if _python_start_up_interrupted(err) or child.returncode < 0:
+            assert after == before, delay
+            continue
+        assert "Traceback" not in err, err
+        assert child.returncode == 128 + signum, (delay, err)
+        assert after[len(before) :] == [("cancelled", 128 + signum)], delay
