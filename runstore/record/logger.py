@@ -204,6 +204,28 @@ def inherited_tags() -> dict[str, str]:
     return tags
 
 
+def new_run_row(
+    run_id: str, job: str, started_at: datetime, argv: Sequence[str] | None
+) -> dict[str, Any]:
+    """The row of a run that starts now in this process: who, where, what command (redacted)."""
+    pid = os.getpid()
+    return {
+        "run_id": run_id,
+        "job": job,
+        "status": RunStatus.RUNNING.value,
+        "started_at": started_at,
+        "heartbeat_at": started_at,
+        "host": procinfo.hostname(),
+        "pid": pid,
+        "process_start": procinfo.process_start(pid),
+        "boot_id": procinfo.boot_id(),
+        "username": procinfo.username(),
+        "cwd": procinfo.current_cwd(),
+        "command": command_line(sys.argv if argv is None else argv),
+        "runstore_version": __version__,
+    }
+
+
 class RunLogger(_Events):
     """Record one run of ``job`` into ``store`` (or the store named by ``db``)."""
 
@@ -251,22 +273,7 @@ class RunLogger(_Events):
         self._batch.start(flush_interval)
 
     def _create_row(self, generated: bool, argv: Sequence[str] | None) -> int:
-        pid = os.getpid()
-        values = {
-            "run_id": self.run_id,
-            "job": self.job,
-            "status": RunStatus.RUNNING.value,
-            "started_at": self.started_at,
-            "heartbeat_at": self.started_at,
-            "host": procinfo.hostname(),
-            "pid": pid,
-            "process_start": procinfo.process_start(pid),
-            "boot_id": procinfo.boot_id(),
-            "username": procinfo.username(),
-            "cwd": procinfo.current_cwd(),
-            "command": command_line(sys.argv if argv is None else argv),
-            "runstore_version": __version__,
-        }
+        values = new_run_row(self.run_id, self.job, self.started_at, argv)
         while True:
             try:
                 return self.store.create_run(values, self.tags)
