@@ -280,7 +280,7 @@ def metric(
 
     Example: `runstore metric nightly-etl rows_loaded`
     """
-    from runstore.cli.output import Format, choose_format, emit, paged, print_json
+    from runstore.cli.output import Format, choose_format, emit, paged
     from runstore.health.job_metrics import TREND_RUNS, metric_names, metric_series, summarize
     from runstore.humanize import parse_when
     from runstore.record.ids import check_job as check_job_name
