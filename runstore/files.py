@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from runstore import procinfo
-from runstore.errors import OutputError, UsageError
+from runstore.errors import InputError, OutputError, UsageError
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -63,15 +63,17 @@ _closed_standard: set[int] = set()
 
 
 def hold_closed_standard_descriptors(closed: Sequence[int]) -> None:
-    """Open /dev/null on each of ``closed`` (0, 1, 2), which must be closed, lowest first.
-    What runstore prints to a closed stdout fails with an OutputError; to a closed stderr it
-    goes nowhere, as there is nowhere left to say anything."""
+    """Open /dev/null on each of ``closed`` (some of 0, 1, 2, closed now). Reading a closed
+    stdin fails with an InputError, printing to a closed stdout with an OutputError; what goes
+    to a closed stderr goes nowhere, as there is nowhere left to say anything."""
     for fd in sorted(closed):
         held = os.open(os.devnull, os.O_RDWR)
         if held != fd:
             os.dup2(held, fd)
             os.close(held)
         _closed_standard.add(fd)
+    if 0 in closed:
+        sys.stdin = io.TextIOWrapper(io.BufferedReader(_ClosedStdin()))
     if 1 in closed:
         sys.stdout = io.TextIOWrapper(io.BufferedWriter(_ClosedStdout()), line_buffering=True)
     if 2 in closed:
@@ -81,6 +83,14 @@ def hold_closed_standard_descriptors(closed: Sequence[int]) -> None:
 def closed_at_start(fd: int | None) -> bool:
     """Whether ``fd`` (0, 1 or 2) was closed when runstore started."""
     return fd in _closed_standard
+
+
+class _ClosedStdin(io.RawIOBase):
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        raise InputError("cannot read standard input: it was closed when runstore started")
 
 
 class _ClosedStdout(io.RawIOBase):

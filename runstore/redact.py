@@ -71,7 +71,12 @@ USER_PASSWORD_OPTIONS: dict[str, dict[str, str]] = {
 
 # -- patterns within any text ---------------------------------------------------------------------
 
-_URL_USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)([^/\s:@'\"]*)(:[^\s'\"]*)?@")
+# The password may hold '/' and '@'; an '@' belongs to it only when another '@' follows before
+# the host ends (so ``u:p@host/path?mail=a@b`` keeps its host and path).
+_URL_USERINFO = re.compile(
+    r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)([^/\s:@'\"]*)"
+    r"(:(?:[^\s'\"@?#]|@(?=[^\s'\"/?#]*@))*)?@"
+)
 _HEADER = re.compile(
     r"((?<![\w-])(?:proxy-authorization|authorization|cookie|set-cookie|[\w-]*api[-_]?key"
     r"|x-[\w-]*(?:token|key|auth|secret|session|signature)[\w-]*)\s*:\s*"

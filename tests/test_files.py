@@ -365,3 +365,25 @@ def test_a_partial_backup_of_a_dead_process_is_removed_by_the_next_backup(kept, 
     result = kept("db", "backup", str(target_dir / "b.db"))
     assert result.exit_code == 0, result.stderr
     assert sorted(p.name for p in target_dir.iterdir()) == ["b.db"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "closed", "said"),
+    [
+        (["--help"], 1, "cannot write to standard output"),
+        (["sql", "-"], 0, "cannot read standard input"),
+        (["ui", "--add-user", "ann", "--auth-file", "auth"], 0, "cannot read standard input"),
+    ],
+    ids=["--help", "sql -", "ui --add-user"],
+)  # fmt: skip
+def test_a_closed_standard_stream_is_one_error_line_for_every_command(
+    sqlite_db, tmp_path, argv, closed, said
+):
+    done = subprocess.run(
+        [sys.executable, "-m", "runstore", *argv], cwd=tmp_path, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60,
+        env={**os.environ, "RUNSTORE_DB": sqlite_db}, preexec_fn=lambda: os.close(closed),
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.decode().strip() == f"Error: {said}: it was closed when runstore started"
+    assert not (tmp_path / "auth").exists()

@@ -110,6 +110,10 @@ def test_no_generated_secret_survives(shape, secret, depth):
         (["curl", "https://host:8080/path/user@example.com"],
          "curl https://host:8080/path/user@example.com"),
         (["ssh", "git@github.com"], "ssh git@github.com"),
+        (["curl", "https://bob:pw@api.example.com/v1/users?email=ann@example.com"],
+         "curl 'https://bob:***@api.example.com/v1/users?email=ann@example.com'"),
+        (["curl", "https://a:p1@h1/,https://b:p2@h2/"],
+         "curl 'https://a:***@h1/,https://b:***@h2/'"),
     ],
 )  # fmt: skip
 def test_nothing_but_the_secret_is_lost(argv, stored):

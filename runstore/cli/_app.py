@@ -236,15 +236,17 @@ def leave(code: int) -> NoReturn:
     than a short command costs) and, while it finalizes, put back the default signal handlers:
     a SIGTERM then would kill a process whose run the store already holds as finished. The
     store's connections are closed first (SQLite folds its WAL into the file); in a test
-    runner, whose streams are not the process's own, exit the usual way."""
-    if sys.stdout is not sys.__stdout__ or sys.stderr is not sys.__stderr__:
+    runner or a program that imports the app, exit the usual way."""
+    if not own_process:
         _flush_standard()
         raise typer.Exit(code)
     # The exit code is decided: a signal now would only break into the closing of connections
-    # (SQLAlchemy would print that as an error). It waits, and goes with the process.
+    # (SQLAlchemy would print that as an error). Ignored, for the whole process: a signal
+    # mask would hold only this thread's, and the kernel may hand it to another one.
     from runstore.signals import CANCEL_SIGNALS
 
-    signal.pthread_sigmask(signal.SIG_BLOCK, CANCEL_SIGNALS)
+    for sig in CANCEL_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     _flush_standard()
     from runstore.store import engine
 
@@ -254,8 +256,8 @@ def leave(code: int) -> NoReturn:
 
 def _flush_standard() -> None:
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            stream.flush()
+        with contextlib.suppress(Exception):  # a reader gone, a stream closed at start: no one
+            stream.flush()  # is left to tell
 
 
 def alert_after_run(db: str | None, job: str) -> None:

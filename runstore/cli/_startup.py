@@ -22,6 +22,7 @@ import typer
 
 from runstore.cli import _app
 from runstore.cli._app import error, reader_left
+from runstore.errors import OutputError
 
 COMMAND_PACKAGE = "runstore.cli"
 # In the order `runstore --help` lists them: recording first, then asking, then upkeep.
@@ -115,6 +116,9 @@ def run(args: Sequence[str]) -> None:
     except BrokenPipeError:  # raised outside a command (Typer's own output)
         reader_left()
         sys.exit(0)
+    except OutputError as exc:  # Typer's own output (--help) to a stdout closed at start
+        error(str(exc))
+        sys.exit(1)
     except KeyboardInterrupt:
         error("interrupted")
         sys.exit(130)
