@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 
 import pytest
@@ -373,7 +373,7 @@ def test_an_upgrade_killed_at_any_moment_leaves_the_store_and_any_backup_whole(t
         time.sleep(delay)
         child.kill()
         child.wait()
-        with sqlite3.connect(db) as conn:  # the store: one revision or the other, runs intact
+        with closing(sqlite3.connect(db)) as conn:  # one revision or the other, runs intact
             assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
             (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
             assert version in (oldest, SCHEMA_REVISION), delay
@@ -381,6 +381,6 @@ def test_an_upgrade_killed_at_any_moment_leaves_the_store_and_any_backup_whole(t
             assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (60000,)
         for backup in tmp_path.glob(f"store-{delay}.db.*.bak"):
             assert not Path(f"{backup}-journal").exists(), delay
-            with sqlite3.connect(backup) as conn:
+            with closing(sqlite3.connect(backup)) as conn:
                 assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
                 assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (60000,)

@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -577,11 +578,25 @@ def test_a_role_that_can_use_dblink_is_refused(server_handful):
         admin.dispose()
 
 
-def test_an_in_process_query_leaves_sqlites_memory_limit_alone(qcli):
-    # The heap limit is process-wide and can only be lowered: only the runstore process sets it
-    # (a program that imports the app, or this test runner, keeps its own).
-    probe = sqlite3.connect(":memory:")
-    before = probe.execute("PRAGMA hard_heap_limit").fetchone()
-    assert ok(qcli("sql", "select 1 as one"))
-    assert probe.execute("PRAGMA hard_heap_limit").fetchone() == before
-    probe.close()
+def test_an_in_process_query_leaves_sqlites_memory_limit_alone(sqlite_db):
+    # The heap limit is process-wide and can only be lowered: only the runstore process sets it.
+    # A fresh interpreter that imports the app (as a program embedding runstore would) keeps its
+    # own; this test runner's may already be lowered by a real `runstore sql` elsewhere.
+    script = textwrap.dedent(f"""
+        import sqlite3
+        from typer.testing import CliRunner
+        from runstore.cli import app
+        from runstore.record.logger import RunLogger
+        with RunLogger("made", db={sqlite_db!r}):
+            pass
+        probe = sqlite3.connect(":memory:")
+        before = probe.execute("PRAGMA hard_heap_limit").fetchone()[0]
+        done = CliRunner().invoke(app, ["sql", "select 1 as one", "--db", {sqlite_db!r}])
+        assert done.exit_code == 0, done.output
+        print(before, probe.execute("PRAGMA hard_heap_limit").fetchone()[0])
+    """)
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, cwd=REPO)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    before, after = ran.stdout.split()
+    assert after == before == "0"  # 0: no limit

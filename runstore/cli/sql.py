@@ -71,7 +71,7 @@ def sql(
     store = open_store(db)
 
     def give_up() -> None:
-        # Still inside one call a second past the limit: nothing runstore could stop between
+        # Still inside one call well past the limit: nothing runstore could stop between
         # two steps. The store was only read; leaving now loses nothing. (Only as the runstore
         # process: a test runner or a program that imports the app waits for the call.)
         if not _app.own_process:

@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import FrameType
 from typing import Any
 
@@ -331,10 +331,13 @@ class Execution:
     ) -> ExecResult:
         if ending.exit_code != 0:
             self.passthrough.show_spooled()
-        exited = self.attempt.child.exited_clock
-        duration_ms = int(((exited or time.monotonic()) - self.started[1]) * 1000)
+        now = time.monotonic()
+        exited = self.attempt.child.exited_clock or now
+        duration_ms = int((exited - self.started[1]) * 1000)
+        finished_at = datetime.now(timezone.utc) - timedelta(seconds=now - exited)
         columns = {k: v for k, v in (usage or {}).items() if k != "max_rss_source"}
-        extra = {"signal": ending.signal, "duration_ms": duration_ms, **columns}
+        extra = {"signal": ending.signal, "duration_ms": duration_ms, "finished_at": finished_at,
+                 **columns}  # fmt: skip
         if self.options.retries:
             extra["attempts"] = self.attempt.number
         finish = Finish(events or [], ending.status, ending.exit_code, ending.reason, extra)

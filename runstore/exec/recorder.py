@@ -144,8 +144,7 @@ class Recorder(threading.Thread):
     def wait(self, finish_wait: float, say: Callable[[str], None]) -> list[str]:
         """Wait for the run's end to be written: a store that another process keeps locked is
         waited for (up to ``finish_wait``, which ``say`` is told at once). What is left
-        unrecorded, as warnings to show, whatever was said before."""
-        said: list[str] = []
+        unrecorded, as warnings to show (none when the run's end is written)."""
         waited = min(BUSY_NOTE_AFTER_S, finish_wait)
         if not self.done.wait(waited) and waited < finish_wait and (busy := self._busy()):
             say(
@@ -153,19 +152,18 @@ class Recorder(threading.Thread):
                 f"{format_duration(finish_wait)} to record this run"
             )
         if self.done.wait(max(0.0, finish_wait - waited)):
-            return said
+            return []
         self.give_up.set()
         answer = f"the store did not answer within {format_duration(finish_wait)}"
         why = self._busy() or self.problem or answer
         if self.logger is None:
-            said.append(f"this run is not recorded: {why}")
-        else:
-            said.append(f"the run's end is not recorded ({why}); it stays running until reaped")
-        return said
+            return [f"this run is not recorded: {why}"]
+        return [f"the run's end is not recorded ({why}); it stays running until reaped"]
 
     def _busy(self) -> str | None:
         """Why the store keeps us waiting: what it last refused us with, or, while the recorder
-        is still inside SQLite's own wait for the lock, the lock another process holds."""
+        is still inside SQLite's own wait for the lock, that the lock is taken (by another
+        process, most likely: this one's recorder is the one waiting)."""
         if self.busy is not None:
             return self.busy
         from runstore.store.engine import write_lock_taken

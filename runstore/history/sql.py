@@ -10,7 +10,7 @@ checked before it runs: a huge width or precision is one call that no time limit
 
 The time limit covers the whole query, the reading of its rows too: at the deadline the query is
 interrupted (SQLite stops between two steps of its program, PostgreSQL at its next check). One
-step can outlast that (a single function call over a big value); a second later the caller's
+step can outlast that (a single function call over a big value); under a second later the caller's
 ``on_overrun`` is told, and a command line gives up there (``Watch``).
 
 On PostgreSQL it must be one statement that starts like a query, and it runs in a READ ONLY
@@ -107,7 +107,7 @@ def run_query(
 ) -> Iterator[QueryResult]:
     """Run one read-only statement; yields its columns and a row iterator. ``timeout_s`` None
     is no time limit (the memory bounds hold all the same). ``on_overrun`` is called (on
-    another thread) when the query is still inside one call a second past the time limit.
+    another thread) when the query is still inside one call OVERRUN_GRACE_S past the limit.
     The rows stop with a QueryError past ``max_rows`` or ``MAX_RESULT_BYTES`` (None: no cap).
     ``heap_bytes`` holds all of SQLite's memory in this process to that, from now on (see above).
     On PostgreSQL a role that can reach outside the database is refused unless
@@ -127,18 +127,23 @@ def run_query(
 
 
 def _capped(result: QueryResult, max_rows: int | None) -> QueryResult:
-    if max_rows is None:
-        return result
+    """The rows, each at most MAX_VALUE_BYTES; with ``max_rows``, at most that many and
+    MAX_RESULT_BYTES in all."""
+    most_rows = max_rows if max_rows is not None else math.inf
+    most_bytes = MAX_RESULT_BYTES if max_rows is not None else math.inf
 
     def rows() -> Iterator[tuple[Any, ...]]:
-        size = 0
+        total = 0
         for count, row in enumerate(result.rows, 1):
-            size += _row_size(row)
-            if count > max_rows:
+            size = _row_size(row)
+            if size > MAX_VALUE_BYTES:
+                raise _row_too_large()
+            total += size
+            if count > most_rows:
                 raise QueryError(
                     f"query stopped after {max_rows:,} rows (--max-rows raises the cap)"
                 )
-            if size > MAX_RESULT_BYTES:
+            if total > most_bytes:
                 raise QueryError(
                     f"query stopped after {human_bytes(MAX_RESULT_BYTES)} of rows (--max-rows 0 "
                     "lifts the caps)"
@@ -150,15 +155,16 @@ def _capped(result: QueryResult, max_rows: int | None) -> QueryResult:
 
 class Watch:
     """The time limit of one query. ``interrupt`` (set once the query runs) is called at the
-    deadline; ``on_overrun`` a second later if the query is then still inside one call
-    (``inside`` marks those stretches). A watcher thread sleeps until then."""
+    deadline (and again while OVERRUN_GRACE_S lasts); ``on_overrun`` after that if the query is
+    still inside one call (``calls`` counts those, ``inside`` marks them). A watcher thread
+    sleeps until then."""
 
     def __init__(self, timeout_s: float | None, on_overrun: Callable[[], None] | None) -> None:
         self.timeout_s = timeout_s
         self.deadline = _deadline(timeout_s)
         self.interrupt: Callable[[], None] | None = None
         self._on_overrun = on_overrun
-        self._calls = 0  # calls under way (0 or 1): the query is working, not waiting for us
+        self.calls = 0  # calls under way (0 or 1): the query is working, not waiting for us
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -170,29 +176,35 @@ class Watch:
 
     @contextmanager
     def inside(self) -> Iterator[None]:
-        self._calls += 1
+        self.calls += 1
         try:
             yield
         finally:
-            self._calls -= 1
+            self.calls -= 1
 
     def expired(self) -> bool:
         return time.monotonic() > self.deadline
 
     def stop(self) -> None:
+        """Before the connection goes back (an interrupt must never reach its next user)."""
         self._done.set()
         if self._thread is not None:
-            self._thread.join()
+            # A cancel request to a server that stopped answering may hang: not us with it.
+            self._thread.join(timeout=OVERRUN_GRACE_S)
 
     def _watch(self) -> None:
         if self._done.wait(max(0.0, self.deadline - time.monotonic())):
             return
-        if self.interrupt is not None:
-            with suppress(Exception):
-                self.interrupt()
-        if self._done.wait(OVERRUN_GRACE_S):
-            return
-        if self._calls and self._on_overrun is not None:
+        # Interrupted again and again: SQLite forgets an interrupt that comes between two
+        # statements' steps (while the query is being prepared, say).
+        given_up_at = time.monotonic() + OVERRUN_GRACE_S
+        while time.monotonic() < given_up_at:
+            if self.interrupt is not None:
+                with suppress(Exception):
+                    self.interrupt()
+            if self._done.wait(0.1):
+                return
+        if self.calls and self._on_overrun is not None:
             self._on_overrun()
 
 
@@ -219,23 +231,24 @@ def _sqlite_query(
         except (sqlite3.DatabaseError, sqlite3.ProgrammingError, sqlite3.Warning) as exc:
             raise _explain(exc, timeout_s, bounds) from None
         except MemoryError:
-            raise _out_of_memory() from None
+            raise _out_of_memory(heap_bytes) from None
         columns = [d[0] for d in cursor.description or ()]
 
         def rows() -> Generator[tuple[Any, ...], None, None]:
             try:
                 while True:
-                    with watch.inside():
+                    watch.calls += 1  # inline (not watch.inside()): this is per row
+                    try:
                         row = cursor.fetchone()
+                    finally:
+                        watch.calls -= 1
                     if row is None:
                         return
-                    if _row_size(row) > MAX_VALUE_BYTES:
-                        raise _row_too_large()
                     yield row
             except sqlite3.DatabaseError as exc:
                 raise _explain(exc, timeout_s, bounds) from None
             except MemoryError:
-                raise _out_of_memory() from None
+                raise _out_of_memory(heap_bytes) from None
 
         stream = rows()
         try:
@@ -243,6 +256,7 @@ def _sqlite_query(
         finally:
             stream.close()  # before the connection: a reader that left early (| head) is no error
     finally:
+        watch.stop()
         conn.close()
         bounds.close()
 
@@ -299,16 +313,21 @@ def _as_int(value: Any) -> int:
 
 def _row_size(row: tuple[Any, ...]) -> int:
     """About what a row holds: its texts and blobs by length, anything else as 8 bytes."""
-    return sum(len(v) if isinstance(v, (str, bytes)) else 8 for v in row)
+    size = 0
+    for value in row:  # a plain loop: this runs for every row
+        size += len(value) if isinstance(value, (str, bytes)) else 8
+    return size
 
 
 def _row_too_large() -> QueryError:
     return QueryError(f"query stopped: a row would be larger than {MAX_VALUE_BYTES >> 20} MB")
 
 
-def _out_of_memory() -> QueryError:
+def _out_of_memory(heap_bytes: int | None) -> QueryError:
+    if heap_bytes is None:
+        return QueryError("query stopped: it needs more memory than there is")
     return QueryError(
-        f"query stopped: it needs more than the {SQLITE_HEAP_BYTES >> 20} MB of memory that "
+        f"query stopped: it needs more than the {heap_bytes >> 20} MB of memory that "
         "runstore sql allows SQLite"
     )
 
@@ -382,6 +401,7 @@ def _server_query(
                 stream.close()
                 cursor.close()
         finally:
+            watch.stop()
             with suppress(Exception):  # a broken connection is thrown away by the pool
                 trans.rollback()
 
@@ -417,8 +437,11 @@ def _server_rows(
             return
         yield tuple(first)
         while True:
-            with watch.inside():
+            watch.calls += 1  # inline (not watch.inside()): this is per row
+            try:
                 row = next(stream, None)
+            finally:
+                watch.calls -= 1
             if row is None:
                 return
             if watch.expired():

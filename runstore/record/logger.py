@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from time import time_ns
 from types import TracebackType
@@ -207,7 +207,8 @@ def inherited_tags() -> dict[str, str]:
 def new_run_row(
     run_id: str, job: str, started_at: datetime, argv: Sequence[str] | None
 ) -> dict[str, Any]:
-    """The row of a run that starts now in this process: who, where, what command (redacted)."""
+    """The row of a run this process records, begun at ``started_at``: who, where, what
+    command (redacted)."""
     pid = os.getpid()
     return {
         "run_id": run_id,
@@ -391,13 +392,13 @@ class RunLogger(_Events):
             raise ValueError(f"a run cannot finish as {status.value}")
         if exit_code is None:
             exit_code = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1}.get(status, 1)
+        # A caller may say when the run ended (a command's exit), however long its store then
+        # made it wait to write that down.
         extra = dict(extra or {})
+        finished_at = extra.pop("finished_at", None) or _now()
         duration_ms = extra.pop("duration_ms", None)
         if duration_ms is None:
             duration_ms = int((time.monotonic() - self._started_clock) * 1000)
-            finished_at = _now()
-        else:  # the run ended then (a command's exit), however long its store made it wait
-            finished_at = self.started_at + timedelta(milliseconds=duration_ms)
         return {
             "status": status.value,
             "finished_at": finished_at,

@@ -34,15 +34,11 @@ def event_rows(
     conn: Connection, run_pk: int, only: EventFilter, batch_size: int
 ) -> Iterator[tuple[Any, ...]]:
     """The events of run ``run_pk`` that ``only`` lets through, as tuples (seq, ISO-8601 UTC
-    time, type, level, message, data JSON text), oldest first, read on ``conn``."""
+    time, type, level, message, data JSON text), read on ``conn``: oldest first, or, with
+    ``only.tail``, the last N newest first."""
     if conn.dialect.name == "sqlite":
-        rows = _sqlite_rows(conn, run_pk, only, batch_size)
-    else:
-        rows = _server_rows(conn, run_pk, only, batch_size)
-    if only.tail is None:
-        yield from rows
-    else:  # the last N, read newest first: hand them over oldest first
-        yield from reversed(list(rows))
+        return _sqlite_rows(conn, run_pk, only, batch_size)
+    return _server_rows(conn, run_pk, only, batch_size)
 
 
 def _server_rows(

@@ -332,8 +332,14 @@ class Store:
         """A run's events (those ``only`` lets through) as tuples (seq, ISO-8601 UTC time, type,
         level, message, data JSON text), in order, streamed without per-row type conversion:
         the fast path behind run_log.json, ``show`` and ``logs``."""
-        with self.read() as conn:
-            yield from event_rows(conn, run_pk, only or EventFilter(), batch_size)
+        only = only or EventFilter()
+        if only.tail is None:
+            with self.read() as conn:
+                yield from event_rows(conn, run_pk, only, batch_size)
+            return
+        with self.read() as conn:  # the last N, read newest first; the connection let go
+            last = list(event_rows(conn, run_pk, only, batch_size))
+        yield from reversed(last)
 
     def count_runs(self) -> int:
         with self.read() as conn:
