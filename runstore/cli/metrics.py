@@ -34,11 +34,12 @@ def metrics(
     Example (cron, every minute): `runstore metrics --textfile /var/lib/node_exporter/textfile`
     """
     from runstore.errors import UsageError
+    from runstore.files import STANDARD_STREAM
     from runstore.health.metrics import exposition, write_textfile
 
     if textfile is not None and openmetrics:
         raise UsageError("node_exporter's textfile collector reads Prometheus' format only")
-    if textfile is not None and str(textfile) == "-":
+    if textfile is not None and str(textfile) == STANDARD_STREAM:
         raise UsageError("--textfile takes a directory; without it the metrics go to stdout")
     store = open_store(db)
     if textfile is not None:
